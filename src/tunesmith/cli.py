@@ -1,0 +1,177 @@
+"""The `tunesmith` command: train, validate, models, data inspect, chat, ...
+
+Every verb takes a config file plus dotted overrides (`train.learning_rate=1e-4`) where it
+makes sense, and turns tunesmith errors into a clear message and exit code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunesmith.errors import TunesmithError
+
+app = typer.Typer(
+    help="tunesmith: from raw domain data to a fine-tuned, evaluated, deployed model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Look at the data as the model will see it.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+CONFIG_ARG = typer.Argument(..., help="YAML config file.", exists=False)
+OVERRIDES_ARG = typer.Argument(None, help="Dotted overrides, e.g. train.learning_rate=1e-4 method.r=16.")
+
+
+def friendly_errors(fn):
+    """Show TunesmithError as a message (exit 2) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TunesmithError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _load(config: Path, overrides: Optional[List[str]]):
+    from tunesmith.config import load_config
+    from tunesmith.tasks.checks import raise_on_problems
+
+    cfg = load_config(config, overrides or [])
+    raise_on_problems(cfg, source=str(config))
+    return cfg
+
+
+@app.command()
+@friendly_errors
+def train(
+    config: Path = CONFIG_ARG,
+    overrides: Optional[List[str]] = OVERRIDES_ARG,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory to write (or to resume)."),
+):
+    """Fine-tune a model as the config says.
+
+    Example: tunesmith train examples/sft_lora.yaml train.max_steps=50 method.r=16
+    """
+    from tunesmith.tasks import run_task
+
+    cfg = _load(config, overrides)
+    result = run_task(cfg, resume=resume, run_dir=run_dir)
+    console.print(f"[bold green]done[/]: run directory {result.run_dir}")
+    for key, value in sorted(result.metrics.items()):
+        if isinstance(value, float):
+            console.print(f"  {key}: {value:.4f}")
+
+
+@app.command()
+@friendly_errors
+def validate(config: Path = CONFIG_ARG, overrides: Optional[List[str]] = OVERRIDES_ARG):
+    """Check a config (keys, values, files, hardware) and report every problem at once.
+
+    Example: tunesmith validate examples/sft_lora.yaml data.max_length=2048
+    """
+    cfg = _load(config, overrides)
+    console.print(f"[bold green]ok[/]: {config} is valid (task {cfg.task}, method {cfg.method.name}, model {cfg.model.name_or_path})")
+
+
+@app.command()
+def models():
+    """List the bundled model aliases, whether they are installed, and what is cached.
+
+    Example: tunesmith models
+    """
+    from tunesmith.models import cache_root, list_models
+
+    table = Table(title="bundled models")
+    for col in ("alias", "installed", "cached at", "description"):
+        table.add_column(col)
+    for row in list_models():
+        installed = "yes" if row["installed"] else f"no: {row['install']}"
+        table.add_row(row["alias"], installed, row["cached"] or "-", row["description"])
+    console.print(table)
+    console.print(f"cache folder: {cache_root()} (set TUNESMITH_CACHE to move it)")
+
+
+@data_app.command("inspect")
+@friendly_errors
+def data_inspect(
+    config: Path = CONFIG_ARG,
+    overrides: Optional[List[str]] = OVERRIDES_ARG,
+    n: int = typer.Option(3, "-n", help="How many examples to show."),
+):
+    """Show rendered examples, their tokens, which tokens carry loss, and a length summary.
+
+    Example: tunesmith data inspect examples/sft_lora.yaml -n 3
+    """
+    from tunesmith.data.formats import convert_records
+    from tunesmith.data.inspect import inspection_report
+    from tunesmith.data.readers import read_all
+    from tunesmith.data.render import resolve_chat_template
+    from tunesmith.data.sft_dataset import as_list
+    from tunesmith.models import load_tokenizer
+
+    cfg = _load(config, overrides)
+    tokenizer = load_tokenizer(cfg.model)
+    template = resolve_chat_template(tokenizer, cfg.model.chat_template)
+    examples, rejects = convert_records(read_all(as_list(cfg.data.train_file)), cfg.data.format, cfg.data.columns or None)
+    console.print(inspection_report(tokenizer, examples, n, max_length=cfg.data.max_length,
+                                    train_on_prompt=cfg.data.train_on_prompt, chat_template=template))
+    if rejects:
+        console.print(f"[yellow]{len(rejects)} record(s) rejected[/]; first: {rejects[0].describe()}")
+
+
+@app.command()
+@friendly_errors
+def chat(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `tunesmith train`."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit."),
+    system: Optional[str] = typer.Option(None, "--system", help="System message."),
+    max_new_tokens: int = typer.Option(256, help="Most tokens to generate per answer."),
+    temperature: float = typer.Option(0.0, help="0 for greedy decoding."),
+):
+    """Talk to a trained model with its training chat template.
+
+    Example: tunesmith chat runs/sft-lora-20261123 --prompt "Extract the order: ..."
+    """
+    from tunesmith.tasks.chat import ChatSession
+
+    session = ChatSession.from_run(run_dir, system=system, max_new_tokens=max_new_tokens, temperature=temperature)
+    if prompt is not None:
+        console.print(session.reply(prompt), highlight=False, markup=False)
+        return
+    console.print("[dim]chat: empty line or Ctrl-D to quit, /reset to clear history[/]")
+    while True:
+        try:
+            text = console.input("[bold cyan]you> [/]")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text.strip():
+            break
+        if text.strip() == "/reset":
+            session.reset()
+            continue
+        console.print("[bold magenta]model>[/] " + session.reply(text), highlight=False)
+
+
+def main():  # pragma: no cover - console script entry
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

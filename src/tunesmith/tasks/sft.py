@@ -1,0 +1,79 @@
+"""Supervised fine-tuning of a chat model, top to bottom.
+
+tokenizer -> dataset -> model -> method -> trainer -> train -> evaluate -> save.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.config.schema import TunesmithConfig
+from tunesmith.data.render import resolve_chat_template
+from tunesmith.data.sft_dataset import build_sft_data
+from tunesmith.methods import apply_method, save_initial_adapter, trainable_summary
+from tunesmith.models import load_model, load_tokenizer, resolve_model
+from tunesmith.train import (
+    build_trainer,
+    last_checkpoint,
+    make_run_dir,
+    plot_loss_curve,
+    save_final,
+    save_run_info,
+    sft_collator,
+    model_load_kwargs,
+)
+
+
+@dataclass
+class SftResult:
+    run_dir: Path
+    weights_dir: Path
+    metrics: dict
+
+
+def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> SftResult:
+    from transformers import set_seed
+
+    set_seed(cfg.train.seed)
+    run_dir = make_run_dir(cfg, resume=resume, run_dir=run_dir)
+    resolved = resolve_model(cfg.model.name_or_path, gguf_file=cfg.model.gguf_file)
+    tokenizer = load_tokenizer(cfg.model, resolved)
+    chat_template = resolve_chat_template(tokenizer, cfg.model.chat_template)
+    tokenizer.chat_template = chat_template  # saved with the weights, so chat/serve use the same one
+
+    data = build_sft_data(cfg.data, tokenizer, chat_template=chat_template, seed=cfg.train.seed, run_dir=run_dir)
+
+    model = load_model(cfg.model, resolved=resolved, **model_load_kwargs(cfg.method))
+    model = apply_method(model, cfg.method, task_type="CAUSAL_LM", tokenizer_path=resolved.path,
+                         gradient_checkpointing=cfg.train.gradient_checkpointing)
+    initial_adapter = _initial_adapter(model, run_dir, resume)
+    save_run_info(run_dir, cfg, data_fingerprint=data.fingerprint,
+                  extra={"base_model": resolved.path, "trainable": trainable_summary(model), "data": data.stats})
+
+    trainer = build_trainer(model, tokenizer, data.train, data.eval, cfg.train, run_dir,
+                            data_collator=sft_collator(tokenizer))
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    metrics = trainer.evaluate() if data.eval is not None else {}
+    trainer.save_state()
+    shutil.copy(Path(trainer.args.output_dir) / "trainer_state.json", run_dir / "trainer_state.json")
+    weights = save_final(trainer.model, tokenizer, run_dir, initial_adapter=initial_adapter)
+    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+    return SftResult(run_dir=run_dir, weights_dir=weights, metrics=metrics)
+
+
+def _initial_adapter(model, run_dir: Path, resume: bool) -> Path | None:
+    """PiSSA/OLoRA runs keep their initial adapter until the final save converts the result."""
+    from peft import PeftModel
+
+    folder = run_dir / "_initial_adapter"
+    if resume:
+        return folder if folder.exists() else None
+    if isinstance(model, PeftModel) and hasattr(model.peft_config.get("default"), "init_lora_weights"):
+        return save_initial_adapter(model, folder)
+    return None

@@ -1,0 +1,76 @@
+"""The run directory: resolved config, library versions and data fingerprint beside every run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from tunesmith.errors import ConfigError
+
+_LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def make_run_dir(cfg, *, resume: bool = False, run_dir: str | Path | None = None) -> Path:
+    """Create (or, when resuming, find) the run directory for `cfg`."""
+    root = Path(cfg.output.dir)
+    if run_dir is not None:
+        path = Path(run_dir)
+    elif cfg.output.name:
+        path = root / cfg.output.name
+    elif resume:
+        runs = sorted((p for p in root.glob("*") if (p / "config.yaml").exists()), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise ConfigError([f"--resume: no run directory found under {root}; pass --run-dir or set output.name"])
+        path = runs[-1]
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = root / f"{cfg.task}-{cfg.method.name}-{stamp}"
+    if resume:
+        if not path.exists():
+            raise ConfigError([f"--resume: run directory {path} does not exist"])
+        return path
+    if path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
+        raise ConfigError(
+            [f"output: run directory {path} already exists; use --resume to continue it, "
+             "set output.overwrite: true, or choose another output.name"]
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_run_info(run_dir: Path, cfg, *, data_fingerprint: str | None, extra: dict | None = None) -> None:
+    """Write config.yaml (resolved, reloadable) and run_info.json (versions, fingerprint, ...)."""
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    info = {
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "data_fingerprint": data_fingerprint,
+        **(extra or {}),
+    }
+    path = run_dir / "run_info.json"
+    if path.exists():  # resumed run: keep the history of starts
+        old = json.loads(path.read_text())
+        info["previous_starts"] = old.get("previous_starts", []) + [old.get("created")]
+    path.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
