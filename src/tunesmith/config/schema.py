@@ -50,10 +50,12 @@ class DataConfig(Section):
         None, description="Validation file(s). When absent, `eval_split` of the training rows is held out."
     )
     test_file: str | list[str] | None = Field(None, description="Test file(s), used only by final evaluation.")
-    format: Literal["alpaca", "messages"] = Field(
+    format: Literal["alpaca", "messages", "preference", "classification", "ner"] = Field(
         "alpaca",
-        description="Record format: `alpaca` (instruction/input/output, optional system and history) "
-        "or `messages` (OpenAI role/content or ShareGPT from/value, detected).",
+        description="Record format: `alpaca` (instruction/input/output, optional system and history), "
+        "`messages` (OpenAI role/content or ShareGPT from/value, detected), `preference` "
+        "(prompt/chosen/rejected), `classification` (text[/text_pair] + label) or `ner` "
+        "(tokens + tags, or CoNLL files).",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -209,8 +211,18 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="Allow writing into an existing run directory.")
 
 
+# Sections owned by other stages, defined beside their code's config files.
+from tunesmith.config.eval_schema import EvalConfig  # noqa: E402
+from tunesmith.config.prepare_schema import PrepareConfig  # noqa: E402
+
+# Task names; each has a recipe in tunesmith.tasks.
+TASKS = ("sft",)
+
+
 class TunesmithConfig(Section):
-    task: Literal["sft"] = Field("sft", description="What to train: `sft` (supervised fine-tuning of a chat model).")
+    task: Literal[TASKS] = Field(  # type: ignore[valid-type]
+        "sft", description="What to train: " + ", ".join(f"`{t}`" for t in TASKS) + ". Each has a recipe in tunesmith.tasks."
+    )
     model: ModelConfig = Field(description="The base model and how to load it.")
     data: DataConfig = Field(description="Training and validation data, format and tokenisation limits.")
     method: MethodConfig = Field(
@@ -218,4 +230,8 @@ class TunesmithConfig(Section):
         description="Tuning method; `name` selects it and only its own keys are allowed.",
     )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and checkpointing.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation: generation metrics, probes, report.")
+    prepare: PrepareConfig | None = Field(
+        None, description="Data-quality gate run before training (clean, PII, dedup, split...); off when absent."
+    )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs are written.")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+
+# task name -> "module:function" of its recipe; every name in config.schema.TASKS is here.
+RECIPES = {
+    "sft": "tunesmith.tasks.sft:run_sft",
+}
+
 
 def run_task(cfg, *, resume: bool = False, run_dir=None):
-    if cfg.task == "sft":
-        from tunesmith.tasks.sft import run_sft
-
-        return run_sft(cfg, resume=resume, run_dir=run_dir)
-    raise ValueError(f"task {cfg.task!r} has no recipe")
+    module, func = RECIPES[cfg.task].split(":")
+    return getattr(importlib.import_module(module), func)(cfg, resume=resume, run_dir=run_dir)
 
 
-__all__ = ["run_task"]
+__all__ = ["RECIPES", "run_task"]
