@@ -199,7 +199,7 @@ def check_order(messages: list[dict], key: str, *, first: str, last: str,
         expected = "assistant" if expected == "user" else "user"
     if body[-1]["role"] != last:
         raise RecordError(f"{key}[{len(messages) - 1}]",
-                          f"the conversation ends with a {body[-1]['role']} turn, expected {last}",
+                          f"the conversation ends with {_a(body[-1]['role'])} turn, expected {last}",
                           "end with the assistant reply to train on, or drop the trailing turn"
                           if last == "assistant" else "end the prompt with the user turn")
 
@@ -579,4 +579,4 @@ def convert_records(
 
 
 def _a(word: str) -> str:
-    return ("an " if word[0] in "aeiou" else "a ") + word
+    return ("an " if word.startswith("a") else "a ") + word  # roles: assistant, user, system

@@ -52,9 +52,10 @@ class Quarantine:
         ]
 
     def write(self, path: str | Path) -> Path:
-        """Write ``quarantine.jsonl`` (``path`` is the file, or a folder to put it in)."""
+        """Write the rows as JSON lines to ``path``, or to ``path/quarantine.jsonl`` when
+        ``path`` is a folder (an existing one, or a path without a suffix)."""
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or not path.suffix:
             path = path / "quarantine.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:

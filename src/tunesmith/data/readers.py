@@ -172,11 +172,13 @@ def _read_jsonl(text: str, file: str) -> Iterator[Record]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
+                cut = e.msg.startswith("Unterminated string") or e.pos >= len(line) - 1
                 hint = ("the line ends before the JSON value is complete: it looks cut off or split "
                         "over several lines; fix: put each record whole on one line"
-                        if e.pos >= len(line) - 1 else "fix: correct the JSON on this line")
+                        if cut else "fix: correct the JSON on this line")
+                where = f"{e.msg} column {e.colno}" if e.msg.endswith(" at") else f"{e.msg} at column {e.colno}"
                 yield Record(None, file, lineno, index, raw=_shorten(line),
-                             error=f"invalid JSON at column {e.colno}: {e.msg}; {hint}")
+                             error=f"invalid JSON: {where}; {hint}")
             else:
                 yield _object_record(obj, file, lineno, index, line)
         index += 1

@@ -245,6 +245,8 @@ def tokenize_dataset(tokenizer, examples: Sequence[dict], *, max_length: int,
                                               train_on_prompt)))
             except RecordError as e:
                 rejected.append({"index": i, "field": e.field, "reason": e.full_reason, "fix": e.fix})
+        if not prepared:
+            continue
         all_ids, all_offsets = _encode(tokenizer, [text for _, text, _ in prepared])
         for (i, text, spans), ids, offsets in zip(prepared, all_ids, all_offsets):
             add = _bos_for(tokenizer, text, bos)
