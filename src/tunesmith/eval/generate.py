@@ -1,6 +1,9 @@
 """Batched generation with the training chat template, efficiency measurements, and the
 perplexity of references given their prompts.
 
+Prompts are encoded by `tunesmith.data.render.encode_prompt` (same template, same BOS rule as
+training); generation stops at eos and at the template's end-of-turn token.
+
 Measurements (per request):
 - latency_s: wall time of the generate() call of the batch the request was in (what a caller
   of a batched server waits).
@@ -22,6 +25,8 @@ from typing import Sequence
 
 import torch
 
+from tunesmith.data.render import encode_prompt, resolve_chat_template
+
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>",
                        "</s>", "<|end_of_text|>", "<｜end▁of▁sentence｜>")
 
@@ -39,16 +44,6 @@ class GenerationResult:
         return asdict(self)
 
 
-def _render_prompt(tokenizer, messages: list[dict], chat_template: str | None = None) -> str:
-    """The generation prompt rendered with the training chat template."""
-    try:
-        from tunesmith.data.render import render_prompt
-    except ImportError:
-        kwargs = {"chat_template": chat_template} if chat_template else {}
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
-    return render_prompt(tokenizer, messages, chat_template=chat_template)
-
-
 def split_example(example: dict) -> tuple[list[dict], str]:
     """(prompt messages, reference): the reference is the last assistant turn."""
     msgs = example["messages"]
@@ -63,9 +58,10 @@ def stop_token_ids(tokenizer, chat_template: str | None = None) -> list[int]:
     ids: list[int] = []
     eos = tokenizer.eos_token_id
     ids.extend(eos if isinstance(eos, list) else ([eos] if eos is not None else []))
-    template = chat_template or getattr(tokenizer, "chat_template", None) or ""
-    if not isinstance(template, str):
-        template = str(template)
+    try:
+        template = resolve_chat_template(tokenizer, chat_template)
+    except Exception:  # no template at all: eos only
+        template = ""
     vocab = tokenizer.get_vocab()
     for tok in _END_OF_TURN_TOKENS:
         if tok in template and tok in vocab:
@@ -73,12 +69,17 @@ def stop_token_ids(tokenizer, chat_template: str | None = None) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def _encode_prompts(tokenizer, texts: Sequence[str], max_input_tokens: int | None) -> list[list[int]]:
+def _encode_prompts(tokenizer, prompts_messages: Sequence[list[dict]], chat_template: str | None,
+                    max_input_tokens: int | None) -> list[list[int]]:
+    """Prompt ids exactly as training renders them (tunesmith.data.render.encode_prompt);
+    over-long prompts keep their last tokens (and a leading BOS)."""
     out = []
-    for t in texts:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    for messages in prompts_messages:
+        ids = encode_prompt(tokenizer, messages, chat_template)
         if max_input_tokens and len(ids) > max_input_tokens:
-            ids = ids[-max_input_tokens:]
+            head = ids[:1] if bos is not None and ids[0] == bos else []
+            ids = head + ids[len(ids) - (max_input_tokens - len(head)):]
         out.append(ids)
     return out
 
@@ -143,8 +144,7 @@ def generate_batch(
     seed: int | None = None,
 ) -> list[GenerationResult]:
     """Generate one answer per conversation, batched and left padded; stop at eos/end-of-turn."""
-    texts = [_render_prompt(tokenizer, m, chat_template) for m in prompts_messages]
-    encoded = _encode_prompts(tokenizer, texts, max_input_tokens)
+    encoded = _encode_prompts(tokenizer, prompts_messages, chat_template, max_input_tokens)
     stops = stop_token_ids(tokenizer, chat_template)
     pad_id = _pad_token_id(tokenizer, stops)
     device = next(model.parameters()).device
@@ -271,8 +271,7 @@ def reference_perplexity(
     """
     stops = stop_token_ids(tokenizer, chat_template)
     eot = stops[-1] if stops else None
-    texts = [_render_prompt(tokenizer, m, chat_template) for m in prompts_messages]
-    prompts = _encode_prompts(tokenizer, texts, max_input_tokens)
+    prompts = _encode_prompts(tokenizer, prompts_messages, chat_template, max_input_tokens)
     pad_id = _pad_token_id(tokenizer, stops)
     device = next(model.parameters()).device
     per, total_nll, total_n = [], 0.0, 0
