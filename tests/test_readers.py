@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import shared_data
 
-from tunesmith.data import Record, fingerprint_files, read_all, read_conll, read_records
+from tunesmith.data import Record, detect_format, fingerprint_files, read_all, read_conll, read_records
 from tunesmith.errors import DataError
 
 
@@ -117,9 +117,12 @@ def test_conll_docstart_columns_and_one_column_error(tmp_path):
     assert [r.index for r in recs] == [0, 1, 2]
 
 
-def test_format_detection_errors(tmp_path):
-    with pytest.raises(DataError, match="cannot tell the data format.*conll"):
-        list(read_records(write(tmp_path, "x.txt", "a O\n")))
+def test_format_detection(tmp_path):
+    with pytest.raises(DataError, match="cannot tell the data format.*pass the format"):
+        list(read_records(write(tmp_path, "x.txt", "just some prose\n")))
+    conll = write(tmp_path, "ner.txt", "-DOCSTART- O\n\nJohn B-PER\nran O\n")
+    assert detect_format(conll) == "conll"
+    assert [r.data["tokens"] for r in read_records(conll)] == [["John", "ran"]]
     with pytest.raises(DataError, match="does not exist"):
         list(read_records(tmp_path / "missing.jsonl"))
     assert list(read_records(write(tmp_path, "x.txt", "a O\n"), fmt="conll"))[0].data["tags"] == ["O"]

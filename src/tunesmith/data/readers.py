@@ -53,11 +53,27 @@ def detect_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
+    if suffix == ".txt" and _looks_like_conll(Path(path)):
+        return "conll"
     raise DataError(
         f"{path}: cannot tell the data format from the extension '{suffix or '(none)'}'; "
         f"expected one of {', '.join(sorted(_EXTENSIONS))}. Fix: rename the file or pass the "
-        f"format explicitly (one of {', '.join(FORMATS)}; CoNLL files named .txt need 'conll')."
+        f"format explicitly (one of {', '.join(FORMATS)})."
     )
+
+
+_TAG = re.compile(r"^(O|[BIESLU]-\S+|-X-)$")
+
+
+def _looks_like_conll(p: Path) -> bool:
+    """A .txt file whose first 50 non-blank lines are ``-DOCSTART-`` or ``token ... TAG`` (BIO)."""
+    try:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            lines = [ln.split() for ln in (f.readline() for _ in range(200)) if ln.strip()][:50]
+    except OSError:
+        return False
+    return bool(lines) and all(
+        cols[0] == "-DOCSTART-" or (len(cols) >= 2 and _TAG.match(cols[-1])) for cols in lines)
 
 
 def read_records(path: str | Path, *, fmt: str | None = None) -> Iterator[Record]:

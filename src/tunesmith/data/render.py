@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tunesmith.data.formats import RecordError, reason_kind
 from tunesmith.errors import ConfigError, DataError, ModelError
 
@@ -82,6 +84,8 @@ def _resolve(tokenizer, override: str | None) -> tuple[str, str]:
         return own, "the tokenizer's own chat template"
     if override in NAMED_TEMPLATES:
         return NAMED_TEMPLATES[override], f"chat template {override!r}"
+    if override == getattr(tokenizer, "chat_template", None):
+        return override, "the tokenizer's own chat template"
     if "{%" in override or "{{" in override:
         return override, "the chat template given in model.chat_template"
     if override.endswith(".jinja") and Path(override).is_file():
@@ -150,7 +154,8 @@ def _assistant_spans(tokenizer, messages, template: str, label: str) -> tuple[st
         if m["role"] != "assistant":
             continue
         prefix = _render(tokenizer, messages[:i], template, label, True)
-        upto = _render(tokenizer, messages[: i + 1], template, label, False)
+        last = i == len(messages) - 1
+        upto = full if last else _render(tokenizer, messages[: i + 1], template, label, False)
         for part, how in ((prefix, "with the generation prompt"), (upto, "")):
             if not full.startswith(part):
                 at = next((k for k, (a, b) in enumerate(zip(part, full)) if a != b), len(full))
@@ -166,23 +171,24 @@ def _assistant_spans(tokenizer, messages, template: str, label: str) -> tuple[st
 
 
 def _label_tokens(ids, offsets, spans, *, max_length, train_on_prompt, bos) -> TokenizedExample:
-    keep = [True] * len(ids)
-    if not train_on_prompt:
-        keep, j = [], 0
-        for start, _ in offsets:  # offsets and spans are both in increasing order
-            while j < len(spans) and start >= spans[j][1]:
-                j += 1
-            keep.append(j < len(spans) and spans[j][0] <= start)
+    ids = np.asarray(ids, dtype=np.int64)
+    if train_on_prompt:
+        keep = np.ones(len(ids), dtype=bool)
+    else:
+        starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+        keep = np.zeros(len(ids), dtype=bool)
+        for lo, hi in spans:
+            keep |= (starts >= lo) & (starts < hi)
     if bos is not None:
-        ids, keep = [bos] + list(ids), [train_on_prompt] + keep
+        ids, keep = np.concatenate([[bos], ids]), np.concatenate([[train_on_prompt], keep])
     n = len(ids)
-    ids, keep = list(ids[:max_length]), keep[:max_length]
-    labels = [t if k else IGNORE_INDEX for t, k in zip(ids, keep)]
-    n_loss = sum(keep)
+    ids, keep = ids[:max_length], keep[:max_length]
+    n_loss = int(keep.sum())
     if n_loss == 0:
         raise RecordError("messages", f"no assistant tokens within data.max_length={max_length} "
                           f"(example has {n} tokens)", "raise data.max_length or shorten the example")
-    return TokenizedExample(ids, labels, n_loss, n > max_length, n)
+    labels = np.where(keep, ids, IGNORE_INDEX)
+    return TokenizedExample(ids.tolist(), labels.tolist(), n_loss, n > max_length, n)
 
 
 def _prepare(tokenizer, messages, template, label, train_on_prompt):
