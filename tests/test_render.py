@@ -148,3 +148,7 @@ def test_inspection_report(tiny_tokenizer):
     assert "  Paris.<|im_end|>\\n" in report  # the text that carries loss
     assert "All 2 examples: 1 kept, 1 rejected, 0 truncated" in report
     assert "Token lengths before truncation: min" in report
+    zh = [{"messages": [{"role": "user", "content": "酒店好吗？"},
+                        {"role": "assistant", "content": "房间干净。"}]}]
+    report = inspection_report(tiny_tokenizer, zh, n=1, max_length=4096)
+    assert "\ufffd" not in report and "[房]" in report  # multi-byte pieces shown as their text

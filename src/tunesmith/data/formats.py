@@ -13,9 +13,9 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
+from tunesmith.data.quarantine import Reject, reason_kind
 from tunesmith.data.readers import Record
 from tunesmith.errors import ConfigError, DataError
 
@@ -37,19 +37,6 @@ _ALIASES = {"sharegpt": "messages", "openai": "messages", "chat": "messages", "d
 PROBLEM_TYPES = ("single_label", "multi_label", "regression")
 
 
-@dataclass
-class Reject:
-    """A record that could not be used, with the field at fault, the reason and the fix."""
-
-    record: Record
-    field: str
-    reason: str
-    fix: str
-
-    def describe(self) -> str:
-        return f"{self.record.where()}: {self.field}: {self.reason} ({self.fix})"
-
-
 _MISSING = object()
 _ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant",
           "gpt": "assistant"}
@@ -68,12 +55,6 @@ class RecordError(DataError):
     def full_reason(self) -> str:
         """The reason plus a short preview of the value found, when there is one."""
         return self.reason if self.found is _MISSING else f"{self.reason}; found {preview(self.found)}"
-
-
-def reason_kind(reason: str) -> str:
-    """A reason without its per-record details (found values, counts in parentheses), so that
-    rejects can be counted by kind."""
-    return re.sub(r" \(.*?\)", "", reason.split("; found ")[0])
 
 
 def preview(value: Any, limit: int = 80) -> str:
@@ -417,7 +398,7 @@ def to_classification(
     f = Fields(data, columns)
     text = require_text(f, "text")
     pair = None
-    if f.has("text_pair") or (columns and "text_pair" in columns):
+    if (columns and "text_pair" in columns) or f.get("text_pair") is not None:
         pair = require_text(f, "text_pair")
     name = f.name("label")
     if not f.has("label"):

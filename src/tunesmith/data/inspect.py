@@ -26,12 +26,21 @@ def _show_token(text: str, spaces: bool = True) -> str:
     return text.replace(" ", "␣") if spaces else text
 
 
-def token_view(tokenizer, ex: TokenizedExample) -> str:
-    """The tokens separated by spaces, loss tokens in brackets."""
+def token_view(tokenizer, ex: TokenizedExample, text: str | None = None) -> str:
+    """The tokens separated by spaces, loss tokens in brackets. With the rendered ``text`` each
+    token is shown as the slice of text it covers, which stays readable where a token holds
+    part of a multi-byte character (decoding it alone would give a replacement character)."""
+    pieces = [tokenizer.decode([t]) for t in ex.input_ids]
+    if text is not None:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        sliced = [text[a:b] for a, b in enc["offset_mapping"]]
+        extra = ex.original_length - len(sliced)  # a BOS that render prepended
+        sliced = pieces[:extra] + sliced if extra >= 0 else sliced
+        pieces = sliced[: len(ex.input_ids)] if len(sliced) >= len(ex.input_ids) else pieces
     parts = []
-    for tok_id, label in zip(ex.input_ids, ex.labels):
-        text = _show_token(tokenizer.decode([tok_id]))
-        parts.append(f"[{text}]" if label != IGNORE_INDEX else text)
+    for piece, label in zip(pieces, ex.labels):
+        piece = _show_token(piece)
+        parts.append(f"[{piece}]" if label != IGNORE_INDEX else piece)
     return " ".join(parts)
 
 
@@ -76,7 +85,8 @@ def inspection_report(tokenizer, examples: Sequence[dict], n: int = 3, *, max_le
         messages = example.get("messages", [])
         lines += [_RULE, f"Example {i}", "--- rendered text ---"]
         try:
-            lines.append(render_text(tokenizer, messages, chat_template=chat_template))
+            text = render_text(tokenizer, messages, chat_template=chat_template)
+            lines.append(text)
             ex = tokenize_conversation(tokenizer, messages, max_length=max_length,
                                        train_on_prompt=train_on_prompt, chat_template=chat_template)
         except RecordError as e:
@@ -84,7 +94,7 @@ def inspection_report(tokenizer, examples: Sequence[dict], n: int = 3, *, max_le
             continue
         state = (f"truncated from {ex.original_length} to {len(ex.input_ids)} tokens"
                  if ex.truncated else f"{len(ex.input_ids)} tokens")
-        lines += [f"--- tokens ({state}, {ex.n_loss_tokens} with loss) ---", token_view(tokenizer, ex),
+        lines += [f"--- tokens ({state}, {ex.n_loss_tokens} with loss) ---", token_view(tokenizer, ex, text),
                   "--- text with loss ---"]
         lines += [f"  {_show_token(run, spaces=False)}" for run in loss_text(tokenizer, ex)]
     _, stats = tokenize_dataset(tokenizer, examples, max_length=max_length,

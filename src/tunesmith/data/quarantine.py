@@ -9,15 +9,35 @@ the run when more than ``data.max_bad_fraction`` of the data is bad.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.data.formats import Reject, reason_kind
 from tunesmith.data.readers import Record
 from tunesmith.errors import DataError
 
 _SHOWN = 5
+
+
+@dataclass
+class Reject:
+    """A record that could not be used, with the field at fault, the reason and the fix."""
+
+    record: Record
+    field: str
+    reason: str
+    fix: str
+
+    def describe(self) -> str:
+        return f"{self.record.where()}: {self.field}: {self.reason} ({self.fix})"
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without its per-record details (found values, counts in parentheses), so that
+    rejects can be counted by kind."""
+    return re.sub(r" \(.*?\)", "", reason.split("; found ")[0])
 
 
 class Quarantine:

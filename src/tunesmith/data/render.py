@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tunesmith.data.formats import RecordError, reason_kind
+from tunesmith.data.formats import RecordError
+from tunesmith.data.quarantine import reason_kind
 from tunesmith.errors import ConfigError, DataError, ModelError
 
 IGNORE_INDEX = -100
