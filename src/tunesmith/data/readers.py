@@ -136,11 +136,10 @@ def _bad_bytes_error(file: str, line: int | None, index: int, raw: str) -> Recor
     m = _BAD_BYTES.search(raw)
     if not m:
         return None
-    col = m.start() + 1
-    return Record(None, file, line, index,
-                  error=f"bytes that are not valid UTF-8 at column {col} (byte 0x{ord(m.group()) - 0xDC00:02x}); "
-                        "fix: re-save the file as UTF-8",
-                  raw=_shorten(raw))
+    byte = ord(m.group()) - 0xDC00
+    return Record(None, file, line, index, raw=_shorten(raw),
+                  error=f"bytes that are not valid UTF-8 at column {m.start() + 1} (byte 0x{byte:02x}); "
+                        "fix: re-save the file as UTF-8")
 
 
 def _shorten(raw: str) -> str:
@@ -192,7 +191,8 @@ def _read_jsonl(text: str, file: str) -> Iterator[Record]:
                 hint = ("the line ends before the JSON value is complete: it looks cut off or split "
                         "over several lines; fix: put each record whole on one line"
                         if cut else "fix: correct the JSON on this line")
-                where = f"{e.msg} column {e.colno}" if e.msg.endswith(" at") else f"{e.msg} at column {e.colno}"
+                at = "" if e.msg.endswith(" at") else " at"
+                where = f"{e.msg}{at} column {e.colno}"
                 yield Record(None, file, lineno, index, raw=_shorten(line),
                              error=f"invalid JSON: {where}; {hint}")
             else:
@@ -327,39 +327,38 @@ def _read_parquet(p: Path) -> Iterator[Record]:
 
 
 def _read_conll_text(text: str, file: str) -> Iterator[Record]:
-    tokens: list[str] = []
-    tags: list[str] = []
-    first, error, raw_error, error_line = None, None, None, None
-    index = 0
+    for index, block in enumerate(_conll_blocks(text)):
+        yield _conll_sentence(block, file, index)
 
-    def flush():
-        if error:  # located at the offending line; the message names the sentence's first line
-            return Record(None, file, error_line, index, error=error, raw=raw_error)
-        return Record({"tokens": tokens, "tags": tags}, file, first, index)
 
+def _conll_blocks(text: str) -> Iterator[list[tuple[int, str, list[str]]]]:
+    """The sentences: runs of (line number, raw line, columns) between blank/-DOCSTART- lines."""
+    block: list[tuple[int, str, list[str]]] = []
     for lineno, raw in enumerate(text.split("\n"), start=1):
         cols = raw.split()
         if not cols or cols[0] == "-DOCSTART-":
-            if first is not None:
-                yield flush()
-                index += 1
-                tokens, tags, first, error, raw_error, error_line = [], [], None, None, None, None
+            if block:
+                yield block
+                block = []
             continue
-        if first is None:
-            first = lineno
-        if error:
-            continue
+        block.append((lineno, raw, cols))
+    if block:
+        yield block
+
+
+def _conll_sentence(block, file: str, index: int) -> Record:
+    """One sentence record, or an error record located at the first bad line of the sentence."""
+    first = block[0][0]
+    tokens, tags = [], []
+    for lineno, raw, cols in block:
         bad = _bad_bytes_error(file, lineno, index, raw)
-        if bad:
-            error, raw_error, error_line = f"in the sentence starting at line {first}: {bad.error}", bad.raw, lineno
-        elif len(cols) < 2:
-            error_line = lineno
-            error = (f"in the sentence starting at line {first}: expected 'token TAG' (at least two whitespace-separated columns), "
-                     f"found one column {cols[0]!r}; fix: add the tag or remove the line "
-                     "(sentences are separated by blank lines)")
-            raw_error = _shorten(raw)
-        else:
+        if bad is None and len(cols) >= 2:
             tokens.append(cols[0])
             tags.append(cols[-1])
-    if first is not None:
-        yield flush()
+            continue
+        reason = bad.error if bad else (
+            f"expected 'token TAG' (two or more whitespace-separated columns), found one column "
+            f"{cols[0]!r}; fix: add the tag or remove the line (sentences are separated by blank lines)")
+        return Record(None, file, lineno, index, raw=_shorten(raw),
+                      error=f"in the sentence starting at line {first}: {reason}")
+    return Record({"tokens": tokens, "tags": tags}, file, first, index)
