@@ -4,11 +4,25 @@ global state, safe to call from a training process)."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from typing import Sequence
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+              "Source Han Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC")
+
+
+def _font_family() -> list[str]:
+    """DejaVu Sans plus any installed CJK font as fallback, so Chinese labels are not boxes
+    (only installed names: missing ones would make matplotlib log warnings)."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *[f for f in _CJK_FONTS if f in installed]]
 
 
 def _png(fig: Figure) -> str:
@@ -18,6 +32,16 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _with_fonts(fn):
+    """Run a plot function (figure building and PNG encoding) under the CJK-aware font list."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({"font.family": _font_family()}):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_with_fonts
 def line_plot(series: dict[str, Sequence[Sequence[float]]], title: str, ylabel: str = "",
               log_keys: Sequence[str] = ()) -> str:
     """One line per series of [step, value] points."""
@@ -36,6 +60,7 @@ def line_plot(series: dict[str, Sequence[Sequence[float]]], title: str, ylabel: 
     return _png(fig)
 
 
+@_with_fonts
 def metrics_over_steps(series: dict[str, Sequence[Sequence[float]]]) -> str:
     """Generative metrics logged during training: 0-100 metrics on one axis, perplexity apart."""
     ppl = {k: v for k, v in series.items() if "perplexity" in k}
@@ -58,6 +83,7 @@ def metrics_over_steps(series: dict[str, Sequence[Sequence[float]]]) -> str:
     return _png(fig)
 
 
+@_with_fonts
 def confusion_matrix_plot(labels: Sequence[str], matrix: Sequence[Sequence[float]]) -> str:
     """Heat map with counts in the cells (rows: true label, columns: predicted)."""
     n = len(labels)
@@ -79,6 +105,7 @@ def confusion_matrix_plot(labels: Sequence[str], matrix: Sequence[Sequence[float
     return _png(fig)
 
 
+@_with_fonts
 def grouped_bars(groups: dict[str, dict[str, float]], title: str) -> str:
     """Bars per metric, one colour per model (e.g. base vs fine-tuned)."""
     models = list(groups)

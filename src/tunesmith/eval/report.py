@@ -449,6 +449,8 @@ def _extras_html(r: dict) -> str:
         crit = list(hu["overall"])
         rows = [f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td class='n'>{fmt(cs.get(c, {}).get('mean'))}</td>" for c in crit) + "</tr>"
                 for m, cs in hu["by_model"].items()]
+        rows.append("<tr><td><b>all</b></td>" + "".join(
+            f"<td class='n'>{fmt(hu['overall'][c]['mean'])}</td>" for c in crit) + "</tr>")
         rows.append("<tr><td><b>agreement (κ quadratic)</b></td>"
                     + "".join(f"<td class='n'>{fmt(hu['agreement'][c]['kappa_quadratic'])}</td>" for c in crit) + "</tr>")
         out += [f"<h2>Human evaluation ({hu['n_ratings']} ratings, {len(hu['raters'])} raters)</h2>",
@@ -462,6 +464,29 @@ def _extras_html(r: dict) -> str:
     return "".join(out)
 
 
+def _summary_html(r: dict) -> str:
+    """One line per headline finding: best-checkpoint, forgetting flag, safety pass rate."""
+    items = []
+    ba = r.get("before_after")
+    if ba:
+        better = sum(ba["improved"].values())
+        items.append(f"{html.escape(ba['candidate'])} vs {html.escape(ba['baseline'])}: "
+                     f"{better} of {len(ba['improved'])} metrics improved")
+    f = ((r.get("probes") or {}).get("forgetting"))
+    if f:
+        cls, word = ("warn", "forgetting flagged") if f["damaged"] else ("ok", "no forgetting")
+        items.append(f'<span class="flag {cls}">{word}</span> general probes {fmt(f["base_pass_rate"])} → '
+                     f'{fmt(f["tuned_pass_rate"])}')
+    for label, p in ((r.get("probes") or {}).get("safety") or {}).items():
+        items.append(f"safety probes ({html.escape(label)}): pass rate {fmt(p['pass_rate'])}")
+    best = (r.get("training") or {}).get("best")
+    if best:
+        items.append(f"best checkpoint: step {fmt(best['step'])} by {html.escape(best['metric'])} = {fmt(best['value'])}")
+    if not items:
+        return ""
+    return "<h2>Summary</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
 def render_html(report: dict) -> str:
     """The self-contained HTML page for a validated report dict."""
     run = report["run"]
@@ -469,9 +494,10 @@ def render_html(report: dict) -> str:
                    for k, v in report.get("headline", {}).items())
     body = [f"<h1>tunesmith report — {html.escape(run['name'])}</h1>",
             f"<p class='meta'>{html.escape(run['created_at'])} · {html.escape(run['dir'])}</p>",
-            "<h2>Key numbers</h2>", _table(["key", "value"], [head]) if head else "<p>No metrics.</p>",
-            _generation_html(report), _probes_html(report), _training_html(report),
-            _errors_html(report), _extras_html(report)]
+            _summary_html(report), _generation_html(report), _probes_html(report),
+            _training_html(report), _errors_html(report), _extras_html(report),
+            "<h2>All key numbers</h2><details><summary>headline (as in report.json)</summary>"
+            + (_table(["key", "value"], [head]) if head else "<p>No metrics.</p>") + "</details>"]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>tunesmith report — {html.escape(run['name'])}</title><style>{_CSS}</style></head>"
             f"<body>{''.join(body)}</body></html>")
