@@ -32,6 +32,7 @@ class SftResult:
     run_dir: Path
     weights_dir: Path
     metrics: dict
+    model: object = None  # the trained model, in memory
 
 
 def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> SftResult:
@@ -64,7 +65,7 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     weights = save_final(trainer.model, tokenizer, run_dir, initial_adapter=initial_adapter)
     (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
-    return SftResult(run_dir=run_dir, weights_dir=weights, metrics=metrics)
+    return SftResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
 
 
 def _initial_adapter(model, run_dir: Path, resume: bool) -> Path | None:
