@@ -118,9 +118,9 @@ def augment_examples(examples: list[dict], ops: list, *, fraction: float = 0.2, 
 
 
 def _choose(pool: list[dict], fraction: float, rng: random.Random) -> list[dict]:
-    whole, part = divmod(fraction * len(pool), 1)
+    whole, part = divmod(fraction, 1)
     chosen = pool * int(whole)
-    chosen += rng.sample(pool, min(len(pool), round(part)))
+    chosen += rng.sample(pool, min(len(pool), round(part * len(pool))))
     return chosen
 
 
