@@ -98,8 +98,9 @@ def models():
     from tunesmith.models import cache_root, list_models
 
     table = Table(title="bundled models")
-    for col in ("alias", "installed", "cached at", "description"):
-        table.add_column(col)
+    table.add_column("alias", no_wrap=True)
+    for col in ("installed", "cached at", "description"):
+        table.add_column(col, overflow="fold")
     for row in list_models():
         installed = "yes" if row["installed"] else f"no: {row['install']}"
         table.add_row(row["alias"], installed, row["cached"] or "-", row["description"])
