@@ -38,8 +38,13 @@ EXAMPLES = [
 def model_tok(tiny_llama_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # One intra-op thread: the tiny model gains nothing from more, and on a shared CPU more
+    # threads oversubscribe the cores (10x slower here). Restored after this module.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir), AutoTokenizer.from_pretrained(tiny_llama_dir)
+    yield AutoModelForCausalLM.from_pretrained(tiny_llama_dir), AutoTokenizer.from_pretrained(tiny_llama_dir)
+    torch.set_num_threads(threads)
 
 
 def _cfg(**kw):
@@ -203,3 +208,35 @@ def test_during_training_callback_logs_and_best_checkpoint(model_tok):
     assert select_best_checkpoint(rows, "perplexity")["step"] == 6
     with pytest.raises(ValueError, match="every_n_steps"):
         GenerationEvalCallback(tok, EXAMPLES, _cfg())
+
+
+def test_sampling_is_reproducible_with_seed(model_tok):
+    model, tok = model_tok
+    prompts = [e["messages"][:-1] for e in EXAMPLES[:2]]
+    kw = dict(max_new_tokens=6, batch_size=2, do_sample=True, temperature=1.5, top_p=0.9)
+    a = generate_batch(model, tok, prompts, seed=3, **kw)
+    b = generate_batch(model, tok, prompts, seed=3, **kw)
+    greedy = generate_batch(model, tok, prompts, max_new_tokens=6, batch_size=2)
+    assert [r.text for r in a] == [r.text for r in b]
+    assert [r.text for r in a] != [r.text for r in greedy]
+
+
+def test_evaluate_run_end_to_end(model_tok, tmp_path):
+    from tunesmith.eval.pipeline import evaluate_run
+    from tunesmith.eval.report import ReportSchema
+
+    model, tok = model_tok
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 5.9}\n{"step": 1, "eval_loss": 6.0}\n')
+    general = tmp_path / "g.jsonl"
+    general.write_text('{"id": "g1", "prompt": "2+2?", "must": [{"type": "number", "value": 4}]}\n')
+    cfg = _cfg(worst_k=2, human_sheet_size=2, probes={"general_file": str(general), "max_new_tokens": 4})
+    out = evaluate_run(tmp_path, tok, EXAMPLES, cfg, tuned_model=model, base_model=model)
+    rep = out["report"]
+    ReportSchema.model_validate(rep)
+    assert set(rep["generation"]) == {"base", "fine-tuned"}
+    assert rep["before_after"]["delta"]["bleu"] == 0.0  # same weights, greedy: identical outputs
+    assert rep["probes"]["general"]["base"]["n"] == 1 and rep["probes"]["safety"]["base"]["n"] >= 20
+    assert rep["probes"]["forgetting"]["damaged"] is False
+    assert rep["training"]["final"]["eval_loss"] == 6.0
+    assert (tmp_path / "report.html").exists() and (tmp_path / "human_sheet.csv").exists()
+    assert len((tmp_path / "errors" / "base" / "worst_bleu.jsonl").read_text().splitlines()) == 2

@@ -21,7 +21,7 @@ _EXPORTS = {
     "export_sheet": "human", "import_sheets": "human",
     "build_report": "report", "write_report": "report", "validate_report": "report",
     "ReportSchema": "report", "training_section": "report",
-    "compare_runs": "compare",
+    "compare_runs": "compare", "evaluate_run": "pipeline",
     "GenerationEvalCallback": "training_eval", "generation_metrics_for_step": "training_eval",
     "select_best_checkpoint": "run_logs", "read_metrics_jsonl": "run_logs",
 }
