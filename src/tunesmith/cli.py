@@ -169,6 +169,34 @@ def chat(
         console.print("[bold magenta]model>[/] " + session.reply(text), highlight=False)
 
 
+@app.command()
+@friendly_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `tunesmith train`."),
+    to: Path = typer.Option(..., "--to", help="Output folder (one sub-folder per format, README.md model card)."),
+    formats: List[str] = typer.Option(["merged"], "--format", "-f",
+                                      help="merged, int8, onnx, gguf; repeat for several (merged is always written)."),
+    gguf_type: List[str] = typer.Option(["f16", "q8_0"], "--gguf-type", help="GGUF types to write: f16, q8_0."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip reloading the GGUF files to compare logits."),
+):
+    """Export a trained run: merged safetensors, int8, ONNX or GGUF, with a model card.
+
+    Example: tunesmith export runs/sft-lora-20261123 --to exports/orders --format gguf --format int8
+    """
+    from tunesmith.export import export_run
+
+    reports = export_run(run_dir, to, tuple(formats), gguf_types=tuple(gguf_type), verify=not no_verify)
+    table = Table("format", "path", "size MB", "check")
+    for r in reports:
+        check = r.get("roundtrip") or r.get("quality") or r.get("probe") or {}
+        note = ", ".join(f"{k}={v:.3g}" for k, v in check.items() if k in ("max_abs_diff", "top1_agreement"))
+        if r.get("speedup"):
+            note += f", speed-up x{r['speedup']:.2f}"
+        table.add_row(r["format"], r["path"], f"{r['size_bytes'] / 2**20:.1f}", note)
+    console.print(table)
+    console.print(f"model card: {to / 'README.md'}")
+
+
 def main():  # pragma: no cover - console script entry
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
