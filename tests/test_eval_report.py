@@ -16,7 +16,8 @@ from tunesmith.eval.compare import compare_runs
 from tunesmith.eval.human import export_sheet, import_sheets
 from tunesmith.eval.metrics import compute_text_metrics
 from tunesmith.eval.probes import forgetting_check, load_probes, score_probe_answers
-from tunesmith.eval.report import ReportSchema, build_report, fmt, write_report
+from tunesmith.eval.report import ReportSchema, build_report, write_report
+from tunesmith.eval.report_html import fmt
 from tunesmith.eval.stability import aggregate_seed_runs, aggregate_seeds
 
 REFS = ["Paris is the capital of France.", "Eat well, sleep, exercise.", "The answer is 42."]

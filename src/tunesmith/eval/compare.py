@@ -16,7 +16,7 @@ from typing import Sequence
 from tunesmith.errors import TunesmithError
 
 from .metrics import higher_is_better
-from .report import _CSS, delta_cell, fmt
+from .report_html import CSS, delta_cell, fmt
 
 
 def load_report(run_dir: str | Path) -> dict:
@@ -70,7 +70,7 @@ def render_html(table: dict) -> str:
         rows.append(f"<tr><td>{html.escape(row['metric'])}</td>{vals}{ds}</tr>")
     runs = "".join(f"<li>{html.escape(r['name'])}: <code>{html.escape(r['dir'])}</code></li>" for r in table["runs"])
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tunesmith compare</title>"
-            f"<style>{_CSS}</style></head><body><h1>Run comparison</h1><ul>{runs}</ul>"
+            f"<style>{CSS}</style></head><body><h1>Run comparison</h1><ul>{runs}</ul>"
             f"<table><tr>{head}</tr>{''.join(rows)}</table></body></html>")
 
 
