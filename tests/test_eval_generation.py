@@ -240,3 +240,18 @@ def test_evaluate_run_end_to_end(model_tok, tmp_path):
     assert rep["training"]["final"]["eval_loss"] == 6.0
     assert (tmp_path / "report.html").exists() and (tmp_path / "human_sheet.csv").exists()
     assert len((tmp_path / "errors" / "base" / "worst_bleu.jsonl").read_text().splitlines()) == 2
+
+
+def test_seeded_sampling_leaves_global_rng_alone(model_tok):
+    model, tok = model_tok
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    generate_batch(model, tok, [EXAMPLES[0]["messages"][:1]], max_new_tokens=2, do_sample=True, seed=7)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_empty_example_list(model_tok):
+    model, tok = model_tok
+    res = evaluate_generation(model, tok, [], _cfg(metrics=["bleu"]))
+    assert res["n"] == 0 and res["metrics"] == {"bleu": None}

@@ -128,6 +128,17 @@ def _eval_mode(model):
             model.train()
 
 
+@contextmanager
+def _seeded(seed: int | None, device: torch.device):
+    """Seed sampling without disturbing the caller's RNG state (e.g. a training run's)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def generate_batch(
     model,
     tokenizer,
@@ -148,8 +159,6 @@ def generate_batch(
     stops = stop_token_ids(tokenizer, chat_template)
     pad_id = _pad_token_id(tokenizer, stops)
     device = next(model.parameters()).device
-    if seed is not None:
-        torch.manual_seed(seed)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad_id,
                       eos_token_id=stops or None)
     if do_sample:
@@ -157,7 +166,7 @@ def generate_batch(
     else:
         gen_kwargs.update(temperature=None, top_p=None, top_k=None)
     results: list[GenerationResult] = []
-    with _eval_mode(model):
+    with _eval_mode(model), _seeded(seed if do_sample else None, device):
         for b in range(0, len(encoded), batch_size):
             chunk = encoded[b:b + batch_size]
             ids, mask = _left_pad([c or [pad_id] for c in chunk], pad_id, device)

@@ -175,8 +175,10 @@ def compute_text_metrics(
     metrics = [m for m in metrics if m in TEXT_METRICS]
     per = sentence_scores(predictions, references, metrics=metrics, language=lang,
                           zh_tokenizer=zh_tokenizer, em_normalization=em_normalization)
-    corpus: dict[str, float] = {}
+    corpus: dict[str, float | None] = {}
     n = len(per)
+    if n == 0:
+        return {"language": lang, "corpus": {m: None for m in metrics}, "per_example": []}
     for m in metrics:
         if m == "bleu":
             corpus[m] = sacrebleu.corpus_bleu(list(predictions), [list(references)],
@@ -184,5 +186,5 @@ def compute_text_metrics(
         elif m == "chrf":
             corpus[m] = sacrebleu.corpus_chrf(list(predictions), [list(references)]).score
         else:
-            corpus[m] = sum(s[m] for s in per) / n if n else 0.0
+            corpus[m] = sum(s[m] for s in per) / n
     return {"language": lang, "corpus": corpus, "per_example": per}
