@@ -122,8 +122,10 @@ def normalize_whitespace(text: str, collapse_spaces: bool = True, max_blank_line
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.isascii() or "\x0b" in text or "\x0c" in text:
         text = text.translate(_UNICODE_SPACES)
-    text = _RE_TRAILING.sub("", text)
-    if collapse_spaces:
+    tabs = "\t" in text
+    if tabs or " \n" in text or text.endswith(" "):
+        text = _RE_TRAILING.sub("", text)
+    if collapse_spaces and (tabs or "  " in text):
         text = _RE_INNER_SPACES.sub(" ", text)
     if "\n" * (max_blank_lines + 2) in text:
         text = re.sub(r"\n{%d,}" % (max_blank_lines + 2), "\n" * (max_blank_lines + 1), text)
@@ -168,6 +170,8 @@ def remove_control(text: str) -> str:
     """Drop control and invisible format characters (BOM, zero-width space, bidi marks); keep \\n and \\t."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii() and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # fast path: printable ASCII holds no control characters
     return _RE_CONTROL.sub("", text)
 
 
