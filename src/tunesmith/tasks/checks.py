@@ -21,6 +21,8 @@ def environment_problems(cfg) -> list[str]:
             if not Path(f).is_file():
                 problems.append(f"data.{key}: file not found: {f} (paths are relative to {Path.cwd()})")
     problems += _model_problems(cfg.model)
+    problems += _label_task_problems(cfg)
+    problems += _preference_problems(cfg)
     if cfg.method.name == "qlora":
         from tunesmith.methods import qlora_problems
 
@@ -45,6 +47,35 @@ def _model_problems(model_cfg) -> list[str]:
     if name.startswith((".", "/", "~")) and not path.exists():
         return [f"model.name_or_path: {name} does not exist; use a bundled alias ({', '.join(BUNDLED)}), "
                 "a local folder, a .gguf file or a hub id"]
+    return []
+
+
+def _preference_problems(cfg) -> list[str]:
+    """Preference tasks need preference data; SFT cannot read pairs."""
+    from tunesmith.config.schema import TASKS
+
+    out = []
+    if cfg.task in ("dpo", "orpo", "kto", "simpo", "reward") and cfg.data.format != "preference":
+        out.append(f"data.format: task {cfg.task} needs format preference (prompt/chosen/rejected), "
+                   f"found {cfg.data.format!r}; set data.format: preference")
+    if cfg.task == "reward" and cfg.method.name in ("prefix", "prompt"):
+        out.append("method.name: task reward trains a scalar head; use full, freeze, lora, dora or ia3")
+    for i, stage in enumerate(cfg.stages or []):
+        if stage.task not in TASKS or stage.task == "reward":
+            out.append(f"stages[{i}].task: {stage.task!r} is not a generative task; choose one of "
+                       + ", ".join(t for t in TASKS if t != "reward"))
+    return out
+
+
+def _label_task_problems(cfg) -> list[str]:
+    """classify needs classification data, ner needs ner data (CoNLL or tokens + tags)."""
+    need = {"classify": "classification", "ner": "ner"}.get(cfg.task)
+    if need and cfg.data.format != need:
+        return [f"data.format: task {cfg.task} needs format {need}, found {cfg.data.format!r}; "
+                f"set data.format: {need}"]
+    if cfg.task in ("classify", "ner") and cfg.method.name in ("prefix", "prompt", "qlora"):
+        return [f"method.name: {cfg.method.name} is not supported for task {cfg.task}; "
+                "use full, freeze, lora, dora or ia3"]
     return []
 
 
