@@ -212,14 +212,12 @@ class OutputConfig(Section):
 
 
 # Sections owned by other stages, defined beside their code's config files.
-from tunesmith.config.classify_schema import ClassifyConfig, NerConfig  # noqa: E402
 from tunesmith.config.eval_schema import EvalConfig  # noqa: E402
 from tunesmith.config.prepare_schema import PrepareConfig  # noqa: E402
-from tunesmith.config.serve_schema import ServeConfig  # noqa: E402
 from tunesmith.config.preference_schema import PreferenceConfig, StageConfig  # noqa: E402
 
 # Task names; each has a recipe in tunesmith.tasks.
-TASKS = ("sft", "dpo", "orpo", "kto", "simpo", "reward", "classify", "ner")
+TASKS = ("sft", "dpo", "orpo", "kto", "simpo", "reward")
 
 
 class TunesmithConfig(Section):
@@ -237,12 +235,7 @@ class TunesmithConfig(Section):
     prepare: PrepareConfig | None = Field(
         None, description="Data-quality gate run before training (clean, PII, dedup, split...); off when absent."
     )
-    classify: ClassifyConfig = Field(
-        default_factory=ClassifyConfig, description="Classification and regression (task classify): labels, split, imbalance."
-    )
-    ner: NerConfig = Field(default_factory=NerConfig, description="Token classification (task ner): tag scheme, labels, split.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs are written.")
-    serve: ServeConfig = Field(default_factory=ServeConfig, description="`tunesmith serve`: network, API keys, limits, batching.")
     preference: PreferenceConfig = Field(
         default_factory=PreferenceConfig,
         description="Preference alignment (tasks dpo, orpo, kto, simpo, reward): beta, loss variant, lengths.",
