@@ -89,3 +89,17 @@ def test_full_dpo_keeps_a_frozen_reference(tiny_llama_dir, pairs_file, tmp_path)
     trained = result.model.state_dict()
     assert any(not torch.equal(base[k], trained[k]) for k in base if k in trained)
     assert (result.run_dir / "model").is_dir()
+
+
+def test_pipeline_sft_then_dpo_starts_from_the_sft_result(tiny_llama_dir, pairs_file, tmp_path):
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text("\n".join(json.dumps({"instruction": r["prompt"], "output": r["chosen"]}) for r in PAIRS) + "\n")
+    cfg = pref_cfg(tiny_llama_dir, pairs_file, tmp_path, max_steps=1).model_dump(exclude={"stages"})
+    cfg["stages"] = [{"task": "sft", "overrides": {"data": {"format": "alpaca", "train_file": str(sft)}}},
+                     {"task": "dpo", "overrides": {"train.learning_rate": 1e-2}}]
+    cfg["output"]["name"] = "chain"
+    results = run_task(validate_config(cfg))
+    assert [r.run_dir.name for r in results] == ["chain-1-sft", "chain-2-dpo"]
+    assert (results[0].run_dir / "merged" / "config.json").is_file()
+    dpo_cfg = (results[1].run_dir / "config.yaml").read_text()
+    assert str(results[0].run_dir / "merged") in dpo_cfg and "learning_rate: 0.01" in dpo_cfg

@@ -16,6 +16,10 @@ RECIPES = {
 
 
 def run_task(cfg, *, resume: bool = False, run_dir=None):
+    if getattr(cfg, "stages", None):  # a chained pipeline (e.g. sft then dpo); see tasks.pipeline
+        from tunesmith.tasks.pipeline import run_pipeline
+
+        return run_pipeline(cfg, resume=resume)
     module, func = RECIPES[cfg.task].split(":")
     return getattr(importlib.import_module(module), func)(cfg, resume=resume, run_dir=run_dir)
 
