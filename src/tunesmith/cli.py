@@ -197,6 +197,44 @@ def export(
     console.print(f"model card: {to / 'README.md'}")
 
 
+@app.command()
+@friendly_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory of task classify or ner."),
+    text: Optional[List[str]] = typer.Option(None, "--text", "-t", help="Text to label (repeatable)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL/CSV/TSV file of records to label."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write predictions as JSONL here."),
+    batch_size: int = typer.Option(32, help="Texts per forward pass."),
+):
+    """Label texts with a trained classifier or tagger: label, confidence and per-label probabilities.
+
+    Example: tunesmith predict runs/classify-sst2 --text "a gorgeous, witty film" --input reviews.jsonl
+    """
+    import json
+
+    from tunesmith.data.readers import read_all
+    from tunesmith.errors import DataError
+    from tunesmith.tasks.predict import Predictor
+
+    rows = [{"text": t} for t in text or []]
+    if input is not None:
+        records = read_all([str(input)])
+        bad = [r for r in records if r.error is not None]
+        if bad:
+            raise DataError(f"{bad[0].where()}: {bad[0].error}")
+        rows += [r.data for r in records]
+    if not rows:
+        raise DataError("nothing to predict; fix: give --text \"...\" or --input file.jsonl")
+    results = Predictor(run_dir).predict_records(rows, batch_size=batch_size)
+    lines = [json.dumps(r, ensure_ascii=False) for r in results]
+    if output is not None:
+        output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        console.print(f"[bold green]done[/]: {len(lines)} predictions in {output}")
+    else:
+        for line in lines:
+            print(line)
+
+
 def main():  # pragma: no cover - console script entry
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

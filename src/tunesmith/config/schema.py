@@ -212,12 +212,13 @@ class OutputConfig(Section):
 
 
 # Sections owned by other stages, defined beside their code's config files.
+from tunesmith.config.classify_schema import ClassifyConfig, NerConfig  # noqa: E402
 from tunesmith.config.eval_schema import EvalConfig  # noqa: E402
 from tunesmith.config.prepare_schema import PrepareConfig  # noqa: E402
 from tunesmith.config.preference_schema import PreferenceConfig, StageConfig  # noqa: E402
 
 # Task names; each has a recipe in tunesmith.tasks.
-TASKS = ("sft", "dpo", "orpo", "kto", "simpo", "reward")
+TASKS = ("sft", "dpo", "orpo", "kto", "simpo", "reward", "classify", "ner")
 
 
 class TunesmithConfig(Section):
@@ -235,6 +236,10 @@ class TunesmithConfig(Section):
     prepare: PrepareConfig | None = Field(
         None, description="Data-quality gate run before training (clean, PII, dedup, split...); off when absent."
     )
+    classify: ClassifyConfig = Field(
+        default_factory=ClassifyConfig, description="Classification and regression (task classify): labels, split, imbalance."
+    )
+    ner: NerConfig = Field(default_factory=NerConfig, description="Token classification (task ner): tag scheme, labels, split.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs are written.")
     preference: PreferenceConfig = Field(
         default_factory=PreferenceConfig,

@@ -7,6 +7,8 @@ import importlib
 # task name -> "module:function" of its recipe; every name in config.schema.TASKS is here.
 RECIPES = {
     "sft": "tunesmith.tasks.sft:run_sft",
+    "classify": "tunesmith.tasks.classify:run_classify",
+    "ner": "tunesmith.tasks.ner:run_ner",
     "dpo": "tunesmith.tasks.preference:run_preference",
     "orpo": "tunesmith.tasks.preference:run_preference",
     "kto": "tunesmith.tasks.preference:run_preference",
