@@ -215,6 +215,7 @@ class OutputConfig(Section):
 from tunesmith.config.classify_schema import ClassifyConfig, NerConfig  # noqa: E402
 from tunesmith.config.eval_schema import EvalConfig  # noqa: E402
 from tunesmith.config.prepare_schema import PrepareConfig  # noqa: E402
+from tunesmith.config.serve_schema import ServeConfig  # noqa: E402
 from tunesmith.config.preference_schema import PreferenceConfig, StageConfig  # noqa: E402
 
 # Task names; each has a recipe in tunesmith.tasks.
@@ -241,6 +242,7 @@ class TunesmithConfig(Section):
     )
     ner: NerConfig = Field(default_factory=NerConfig, description="Token classification (task ner): tag scheme, labels, split.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs are written.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="`tunesmith serve`: network, API keys, limits, batching.")
     preference: PreferenceConfig = Field(
         default_factory=PreferenceConfig,
         description="Preference alignment (tasks dpo, orpo, kto, simpo, reward): beta, loss variant, lengths.",
