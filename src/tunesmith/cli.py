@@ -235,6 +235,43 @@ def predict(
             print(line)
 
 
+@app.command()
+@friendly_errors
+def serve(
+    target: str = typer.Argument(..., help="A run directory, or a model (bundled alias, folder, hub id)."),
+    adapter: Optional[List[str]] = typer.Option(None, "--adapter", help="Extra LoRA adapter as name=RUN_DIR (repeatable)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML whose `serve:` section sets the defaults."),
+    host: Optional[str] = typer.Option(None, help="Interface (serve.host)."),
+    port: Optional[int] = typer.Option(None, help="Port (serve.port)."),
+    api_key: Optional[List[str]] = typer.Option(None, "--api-key", help="Accepted Bearer key (repeatable; serve.api_keys)."),
+    rate_limit_per_minute: Optional[int] = typer.Option(None, help="Requests per minute per key (serve.rate_limit_per_minute)."),
+    max_concurrency: Optional[int] = typer.Option(None, help="Requests generated at once (serve.max_concurrency)."),
+    max_queue: Optional[int] = typer.Option(None, help="Requests allowed to wait (serve.max_queue)."),
+    max_tokens_limit: Optional[int] = typer.Option(None, help="Largest max_tokens accepted (serve.max_tokens_limit)."),
+    batch_wait_ms: Optional[float] = typer.Option(None, help="Batch collection window (serve.batch_wait_ms)."),
+    max_batch_size: Optional[int] = typer.Option(None, help="Most requests per batch (serve.max_batch_size)."),
+):
+    """Serve a run or model with an OpenAI-compatible API (several adapters on one base).
+
+    Example: tunesmith serve runs/sft-lora-orders --adapter support=runs/sft-lora-support --api-key sk-local --port 8000
+    """
+    import yaml
+
+    from tunesmith.config.serve_schema import ServeConfig
+    from tunesmith.serve import load_served, parse_adapter_arg, run_server
+
+    base = {}
+    if config is not None:
+        base = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("serve") or {}
+    flags = dict(host=host, port=port, api_keys=api_key or None, rate_limit_per_minute=rate_limit_per_minute,
+                 max_concurrency=max_concurrency, max_queue=max_queue, max_tokens_limit=max_tokens_limit,
+                 batch_wait_ms=batch_wait_ms, max_batch_size=max_batch_size)
+    cfg = ServeConfig(**{**base, **{k: v for k, v in flags.items() if v is not None}})
+    served = load_served(target, [parse_adapter_arg(a) for a in adapter or []])
+    console.print(f"serving {', '.join(served.model_ids)} on http://{cfg.host}:{cfg.port}/v1")
+    run_server(served, cfg)
+
+
 def main():  # pragma: no cover - console script entry
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
