@@ -63,6 +63,7 @@ def train(
     overrides: Optional[List[str]] = OVERRIDES_ARG,
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory to write (or to resume)."),
+    seeds: int = typer.Option(1, "--seeds", help="Train with this many seeds (seed, seed+1, ...) and report mean and std."),
 ):
     """Fine-tune a model as the config says.
 
@@ -71,11 +72,89 @@ def train(
     from tunesmith.tasks import run_task
 
     cfg = _load(config, overrides)
+    if seeds > 1:
+        from tunesmith.tasks.stability import run_seeds
+
+        summary = run_seeds(cfg, seeds)
+        console.print(summary["text"], highlight=False)
+        return
     result = run_task(cfg, resume=resume, run_dir=run_dir)
     console.print(f"[bold green]done[/]: run directory {result.run_dir}")
     for key, value in sorted(result.metrics.items()):
         if isinstance(value, float):
             console.print(f"  {key}: {value:.4f}")
+
+
+@app.command()
+@friendly_errors
+def prepare(
+    config: Path = CONFIG_ARG,
+    overrides: Optional[List[str]] = OVERRIDES_ARG,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <output.dir>/prepared)."),
+    no_tokenizer: bool = typer.Option(False, "--no-tokenizer", help="Skip token counts (no model needed)."),
+):
+    """Validate, clean, mask PII, dedup, split, balance and augment the data; write a report.
+
+    Example: tunesmith prepare examples/prepare_support.yaml --out prepared/support
+    """
+    from tunesmith.models import load_tokenizer
+    from tunesmith.tasks.prepare import prepare_from_config
+
+    cfg = _load(config, overrides)
+    if cfg.prepare is None:
+        from tunesmith.config.prepare_schema import PrepareConfig
+
+        cfg = cfg.model_copy(update={"prepare": PrepareConfig()})
+    tokenizer = None if no_tokenizer else load_tokenizer(cfg.model)
+    result = prepare_from_config(cfg, out, tokenizer=tokenizer)
+    state = "from cache" if result.from_cache else "prepared"
+    console.print(f"[bold green]{state}[/]: {result.out_dir}")
+    console.print(f"  splits: {result.splits}")
+    console.print(f"  removed by reason: {result.removed or 'none'}")
+    if result.paths.get("report_html"):
+        console.print(f"  report: {result.paths['report_html']}")
+
+
+@app.command("eval")
+@friendly_errors
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `tunesmith train`."),
+    data: Optional[str] = typer.Option(None, "--data", help="Held-out file (default: the run's saved split)."),
+    no_base: bool = typer.Option(False, "--no-base", help="Skip the base model (no before/after)."),
+    human_sheet: Optional[List[str]] = typer.Option(None, "--human-sheet", help="Filled rating sheet(s) to import."),
+    n: Optional[int] = typer.Option(None, "-n", help="Evaluate at most N examples."),
+):
+    """Report card: base vs fine-tuned metrics, probes, forgetting, errors, speed; HTML + JSON.
+
+    Example: tunesmith eval runs/demo --human-sheet rated_by_ana.csv
+    """
+    from tunesmith.tasks.evaluate import run_eval
+
+    out = run_eval(run_dir, data_file=data, compare_base=not no_base, human_sheets=human_sheet, num_samples=n)
+    headline = out["report"].get("headline", {})
+    for key in sorted(headline):
+        value = headline[key]
+        console.print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    console.print(f"[bold green]report[/]: {run_dir / 'report.html'}")
+
+
+@app.command()
+@friendly_errors
+def compare(
+    run_dirs: List[Path] = typer.Argument(..., help="Two or more evaluated run directories."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the A/B table as HTML here."),
+):
+    """Put evaluated runs side by side, with deltas against the first.
+
+    Example: tunesmith compare runs/lora-r8 runs/lora-r16 --html ab.html
+    """
+    from tunesmith.eval.compare import compare_runs
+
+    table = compare_runs(run_dirs)
+    console.print(table["text"], highlight=False, markup=False)
+    if html:
+        html.write_text(table["html"], encoding="utf-8")
+        console.print(f"written: {html}")
 
 
 @app.command()
@@ -171,34 +250,6 @@ def chat(
 
 @app.command()
 @friendly_errors
-def export(
-    run_dir: Path = typer.Argument(..., help="A run directory made by `tunesmith train`."),
-    to: Path = typer.Option(..., "--to", help="Output folder (one sub-folder per format, README.md model card)."),
-    formats: List[str] = typer.Option(["merged"], "--format", "-f",
-                                      help="merged, int8, onnx, gguf; repeat for several (merged is always written)."),
-    gguf_type: List[str] = typer.Option(["f16", "q8_0"], "--gguf-type", help="GGUF types to write: f16, q8_0."),
-    no_verify: bool = typer.Option(False, "--no-verify", help="Skip reloading the GGUF files to compare logits."),
-):
-    """Export a trained run: merged safetensors, int8, ONNX or GGUF, with a model card.
-
-    Example: tunesmith export runs/sft-lora-20261123 --to exports/orders --format gguf --format int8
-    """
-    from tunesmith.export import export_run
-
-    reports = export_run(run_dir, to, tuple(formats), gguf_types=tuple(gguf_type), verify=not no_verify)
-    table = Table("format", "path", "size MB", "check")
-    for r in reports:
-        check = r.get("roundtrip") or r.get("quality") or r.get("probe") or {}
-        note = ", ".join(f"{k}={v:.3g}" for k, v in check.items() if k in ("max_abs_diff", "top1_agreement"))
-        if r.get("speedup"):
-            note += f", speed-up x{r['speedup']:.2f}"
-        table.add_row(r["format"], r["path"], f"{r['size_bytes'] / 2**20:.1f}", note)
-    console.print(table)
-    console.print(f"model card: {to / 'README.md'}")
-
-
-@app.command()
-@friendly_errors
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory of task classify or ner."),
     text: Optional[List[str]] = typer.Option(None, "--text", "-t", help="Text to label (repeatable)."),
@@ -233,6 +284,34 @@ def predict(
     else:
         for line in lines:
             print(line)
+
+
+@app.command()
+@friendly_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `tunesmith train`."),
+    to: Path = typer.Option(..., "--to", help="Output folder (one sub-folder per format, README.md model card)."),
+    formats: List[str] = typer.Option(["merged"], "--format", "-f",
+                                      help="merged, int8, onnx, gguf; repeat for several (merged is always written)."),
+    gguf_type: List[str] = typer.Option(["f16", "q8_0"], "--gguf-type", help="GGUF types to write: f16, q8_0."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip reloading the GGUF files to compare logits."),
+):
+    """Export a trained run: merged safetensors, int8, ONNX or GGUF, with a model card.
+
+    Example: tunesmith export runs/sft-lora-20261123 --to exports/orders --format gguf --format int8
+    """
+    from tunesmith.export import export_run
+
+    reports = export_run(run_dir, to, tuple(formats), gguf_types=tuple(gguf_type), verify=not no_verify)
+    table = Table("format", "path", "size MB", "check")
+    for r in reports:
+        check = r.get("roundtrip") or r.get("quality") or r.get("probe") or {}
+        note = ", ".join(f"{k}={v:.3g}" for k, v in check.items() if k in ("max_abs_diff", "top1_agreement"))
+        if r.get("speedup"):
+            note += f", speed-up x{r['speedup']:.2f}"
+        table.add_row(r["format"], r["path"], f"{r['size_bytes'] / 2**20:.1f}", note)
+    console.print(table)
+    console.print(f"model card: {to / 'README.md'}")
 
 
 @app.command()

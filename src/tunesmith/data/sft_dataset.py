@@ -8,6 +8,7 @@ written to quarantine.jsonl with its reason, and the run stops above `data.max_b
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,3 +104,14 @@ def build_sft_data(cfg: DataConfig, tokenizer, *, chat_template: str | None, see
         fingerprint=fingerprint_files(train_files + eval_files),
         stats={"train": train_stats, "eval": eval_stats, "rejected": quarantine.counts_by_reason(), "read": total},
     )
+
+
+def save_held_out(run_dir: Path, data: SftData) -> None:
+    """Keep the validation examples beside the run so `tunesmith eval` scores the same rows."""
+    if not data.eval_examples:
+        return
+    folder = Path(run_dir) / "data"
+    folder.mkdir(exist_ok=True)
+    with (folder / "validation.jsonl").open("w", encoding="utf-8") as fh:
+        for ex in data.eval_examples:
+            fh.write(json.dumps(ex, ensure_ascii=False) + "\n")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.data.render import resolve_chat_template
-from tunesmith.data.sft_dataset import build_sft_data
+from tunesmith.data.sft_dataset import build_sft_data, save_held_out
 from tunesmith.methods import apply_method, save_initial_adapter, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
+from tunesmith.tasks.prepare import data_config_from_prepared, prepare_from_config
 from tunesmith.train import (
     build_trainer,
     last_checkpoint,
@@ -45,7 +46,11 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     chat_template = resolve_chat_template(tokenizer, cfg.model.chat_template)
     tokenizer.chat_template = chat_template  # saved with the weights, so chat/serve use the same one
 
-    data = build_sft_data(cfg.data, tokenizer, chat_template=chat_template, seed=cfg.train.seed, run_dir=run_dir)
+    data_cfg = cfg.data
+    if cfg.prepare is not None:  # the data-quality gate, cached by fingerprint
+        data_cfg = data_config_from_prepared(cfg, prepare_from_config(cfg, tokenizer=tokenizer))
+    data = build_sft_data(data_cfg, tokenizer, chat_template=chat_template, seed=cfg.train.seed, run_dir=run_dir)
+    save_held_out(run_dir, data)
 
     model = load_model(cfg.model, resolved=resolved, **model_load_kwargs(cfg.method))
     model = apply_method(model, cfg.method, task_type="CAUSAL_LM", tokenizer_path=resolved.path,
@@ -55,7 +60,8 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
                   extra={"base_model": resolved.path, "trainable": trainable_summary(model), "data": data.stats})
 
     trainer = build_trainer(model, tokenizer, data.train, data.eval, cfg.train, run_dir,
-                            data_collator=sft_collator(tokenizer))
+                            data_collator=sft_collator(tokenizer),
+                            callbacks=generation_callbacks(cfg, tokenizer, data.eval_examples, chat_template, run_dir))
     checkpoint = last_checkpoint(run_dir) if resume else None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
@@ -78,3 +84,17 @@ def _initial_adapter(model, run_dir: Path, resume: bool) -> Path | None:
     if isinstance(model, PeftModel) and hasattr(model.peft_config.get("default"), "init_lora_weights"):
         return save_initial_adapter(model, folder)
     return None
+
+
+def generation_callbacks(cfg, tokenizer, eval_examples: list[dict], chat_template: str, run_dir: Path) -> list:
+    """Generative metrics (eval_gen_*) on a validation subset every N steps, when configured;
+    they go to metrics.jsonl beside the losses."""
+    if not cfg.eval.during_training.every_n_steps or not eval_examples:
+        return []
+    from tunesmith.eval.training_eval import GenerationEvalCallback
+
+    def log_row(row: dict) -> None:
+        with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    return [GenerationEvalCallback(tokenizer, eval_examples, cfg.eval, chat_template=chat_template, log_fn=log_row)]
