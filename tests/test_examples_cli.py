@@ -97,3 +97,12 @@ def test_train_inspect_and_chat_through_the_cli(tmp_path, tiny_llama_dir):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["train", str(cfg)])
     assert res.exit_code == 2 and "already exists" in res.output and "--resume" in res.output
+
+
+def test_readme_generated_references_are_up_to_date():
+    from tunesmith.docs import render
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = [line for line in text.splitlines()[:8] if line.startswith("make ")]
+    assert [c.split()[1] for c in commands] == ["demo", "test"], "README must open with make demo and make test"
+    assert render(text) == text, "README.md is stale: run `python -m tunesmith.docs README.md`"

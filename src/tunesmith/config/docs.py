@@ -30,9 +30,11 @@ def iter_sections(root: type[BaseModel] = schema.TunesmithConfig, prefix: str = 
     for name, field in root.model_fields.items():
         for model in _models_in(field.annotation):
             label = f"{prefix}{name}"
-            tag = model.model_fields.get("name")
-            if tag is not None and typing.get_origin(tag.annotation) is typing.Literal:
-                label += f" (name: {typing.get_args(tag.annotation)[0]})"
+            for tag_name in ("name", "step", "op"):  # discriminator fields of tagged unions
+                tag = model.model_fields.get(tag_name)
+                if tag is not None and typing.get_origin(tag.annotation) is typing.Literal:
+                    label += f" ({tag_name}: {typing.get_args(tag.annotation)[0]})"
+                    break
             yield label, model
             yield from iter_sections(model, prefix=f"{label}.")
 
