@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def exact_match_scores(model, tokenizer, rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train", type=int, default=480, help="training examples to generate")
+    parser.add_argument("--train", type=int, default=256, help="training examples to generate")
     parser.add_argument("--heldout", type=int, default=60, help="held-out examples for the comparison")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.epochs=2")
     args = parser.parse_args(argv)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path("runs/demo-data")
     data_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(make_dataset(args.train, seed=1), data_dir / "train.jsonl")
-    write_jsonl(make_dataset(40, seed=2), data_dir / "valid.jsonl")
+    write_jsonl(make_dataset(24, seed=2), data_dir / "valid.jsonl")
     heldout = make_dataset(args.heldout, seed=3)
     write_jsonl(heldout, data_dir / "heldout.jsonl")
 
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     (result.run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     won = after["exact_match"] >= before["exact_match"] + 0.3
     print("\nThe fine-tuned model wins clearly." if won else "\nWARNING: the fine-tuned model did not win clearly.")
-    print(f"Try it: tunesmith chat {result.run_dir} --prompt \"{heldout[0]['instruction']}\n\n{heldout[0]['input']}\"")
+    prompt = f"{heldout[0]['instruction']}\n\n{heldout[0]['input']}"
+    print(f"Try it: tunesmith chat {result.run_dir} --prompt {shlex.quote(prompt)}")
     return 0 if won else 1
 
 

@@ -71,9 +71,9 @@ def _tokenise(tokenizer, pairs: list[tuple[Record, dict]], cfg: DataConfig, chat
     return ds, kept_examples, {k: v for k, v in stats.items() if k != "rejected"}
 
 
-def build_sft_data(cfg: DataConfig, tokenizer, *, chat_template: str | None, seed: int, run_dir: Path) -> SftData:
-    """Everything `train` needs from the data section; quarantine written to run_dir."""
-    quarantine = Quarantine()
+def read_splits(cfg: DataConfig, quarantine: Quarantine, seed: int) -> tuple[list, list, int]:
+    """(train, eval, total records read): converted (Record, example) pairs, shuffled and sampled
+    as the data section says; eval is the eval files or a seeded hold-out of train."""
     train_files, eval_files = as_list(cfg.train_file), as_list(cfg.eval_file)
     train_ex = load_examples(train_files, cfg, quarantine)
     eval_ex = load_examples(eval_files, cfg, quarantine) if eval_files else []
@@ -85,13 +85,27 @@ def build_sft_data(cfg: DataConfig, tokenizer, *, chat_template: str | None, see
         train_ex, eval_ex = holdout_split(train_ex, cfg.eval_split, seed)
     if cfg.max_eval_samples:
         eval_ex = eval_ex[: cfg.max_eval_samples]
-    train_ds, train_ex, train_stats = _tokenise(tokenizer, train_ex, cfg, chat_template, quarantine)
-    eval_ds, eval_ex, eval_stats = (_tokenise(tokenizer, eval_ex, cfg, chat_template, quarantine)
-                                    if eval_ex else (None, [], {}))
-    qpath = run_dir / "quarantine.jsonl"
+    return train_ex, eval_ex, total
+
+
+def close_quarantine(quarantine: Quarantine, total: int, cfg: DataConfig, run_dir: Path) -> Path:
+    """Write the quarantine file (when anything was rejected) and stop above max_bad_fraction."""
+    qpath = Path(run_dir) / "quarantine.jsonl"
     if len(quarantine):
         quarantine.write(qpath)
     quarantine.enforce(total, cfg.max_bad_fraction, qpath)
+    return qpath
+
+
+def build_sft_data(cfg: DataConfig, tokenizer, *, chat_template: str | None, seed: int, run_dir: Path) -> SftData:
+    """Everything `train` needs from the data section; quarantine written to run_dir."""
+    quarantine = Quarantine()
+    train_files, eval_files = as_list(cfg.train_file), as_list(cfg.eval_file)
+    train_ex, eval_ex, total = read_splits(cfg, quarantine, seed)
+    train_ds, train_ex, train_stats = _tokenise(tokenizer, train_ex, cfg, chat_template, quarantine)
+    eval_ds, eval_ex, eval_stats = (_tokenise(tokenizer, eval_ex, cfg, chat_template, quarantine)
+                                    if eval_ex else (None, [], {}))
+    qpath = close_quarantine(quarantine, total, cfg, run_dir)
     if len(train_ds) == 0:
         from tunesmith.errors import DataError
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
@@ -16,7 +15,7 @@ from tunesmith.eval.classify_metrics import classification_compute_metrics, writ
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_tokenizer, resolve_model
 from tunesmith.tasks.predict import load_labelled_model, save_labels
-from tunesmith.train import build_trainer, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, build_trainer, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.classify_data import build_classify_data
 from tunesmith.train.weighted import classification_trainer_class, llrd_optimizer
 
@@ -25,15 +24,8 @@ HEAD_MODULES = ("classifier", "pooler", "score")
 BEST_METRIC = {"single_label": "eval_f1_macro", "multi_label": "eval_f1_micro", "regression": "eval_mse"}
 
 
-@dataclass
-class ClassifyResult:
-    run_dir: Path
-    weights_dir: Path
-    metrics: dict
-    model: object = None
 
-
-def run_classify(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> ClassifyResult:
+def run_classify(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> RunResult:
     from transformers import DataCollatorWithPadding, set_seed
 
     set_seed(cfg.train.seed)
@@ -72,7 +64,7 @@ def run_classify(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | P
     save_labels(weights, "classify", data.label_map.labels, ccfg.problem_type)
     (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
-    return ClassifyResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
+    return RunResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
 
 
 def _best_metric(cfg: TunesmithConfig, default: str) -> dict:

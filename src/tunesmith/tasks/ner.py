@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
@@ -16,7 +15,7 @@ from tunesmith.eval.classify_metrics import ner_compute_metrics, write_ner_test
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_tokenizer, resolve_model
 from tunesmith.tasks.predict import load_labelled_model, save_labels
-from tunesmith.train import build_trainer, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, build_trainer, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.classify_data import weight_vector
 from tunesmith.train.ner_data import build_ner_data
 from tunesmith.train.weighted import classification_trainer_class, llrd_optimizer
@@ -25,15 +24,8 @@ from tunesmith.data.balance import class_weights as balanced_weights
 HEAD_MODULES = ("classifier", "score")
 
 
-@dataclass
-class NerResult:
-    run_dir: Path
-    weights_dir: Path
-    metrics: dict
-    model: object = None
 
-
-def run_ner(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> NerResult:
+def run_ner(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> RunResult:
     from transformers import DataCollatorForTokenClassification, set_seed
 
     set_seed(cfg.train.seed)
@@ -80,7 +72,7 @@ def run_ner(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     save_labels(weights_dir, "ner", labels, "single_label", data.scheme)
     (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
-    return NerResult(run_dir=run_dir, weights_dir=weights_dir, metrics=metrics, model=trainer.model)
+    return RunResult(run_dir=run_dir, weights_dir=weights_dir, metrics=metrics, model=trainer.model)
 
 
 def weight_vector_from(labels: list[str], weights: dict[str, float]) -> list[float]:

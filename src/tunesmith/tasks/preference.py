@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
@@ -17,20 +16,13 @@ from tunesmith.data.render import resolve_chat_template
 from tunesmith.eval.preference_metrics import accuracy_from_logprobs, pair_logprobs, reward_accuracy, reward_model_accuracy
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
-from tunesmith.train import make_run_dir, model_load_kwargs, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, make_run_dir, model_load_kwargs, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.preference_data import build_preference_data
 from tunesmith.train.preference_trainer import USES_REFERENCE, build_preference_trainer
 
 
-@dataclass
-class PreferenceResult:
-    run_dir: Path
-    weights_dir: Path
-    metrics: dict
-    model: object = None
 
-
-def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> PreferenceResult:
+def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> RunResult:
     from transformers import set_seed
 
     set_seed(cfg.train.seed)
@@ -68,7 +60,7 @@ def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str |
     weights = save_final(trainer.model, tokenizer, run_dir)
     (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
-    return PreferenceResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
+    return RunResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
 
 
 def _load(cfg: TunesmithConfig, resolved):

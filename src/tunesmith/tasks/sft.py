@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
@@ -17,6 +16,7 @@ from tunesmith.methods import apply_method, save_initial_adapter, trainable_summ
 from tunesmith.models import load_model, load_tokenizer, resolve_model
 from tunesmith.tasks.prepare import data_config_from_prepared, prepare_from_config
 from tunesmith.train import (
+    RunResult,
     build_trainer,
     last_checkpoint,
     make_run_dir,
@@ -28,15 +28,8 @@ from tunesmith.train import (
 )
 
 
-@dataclass
-class SftResult:
-    run_dir: Path
-    weights_dir: Path
-    metrics: dict
-    model: object = None  # the trained model, in memory
 
-
-def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> SftResult:
+def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> RunResult:
     from transformers import set_seed
 
     set_seed(cfg.train.seed)
@@ -71,7 +64,7 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     weights = save_final(trainer.model, tokenizer, run_dir, initial_adapter=initial_adapter)
     (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
-    return SftResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
+    return RunResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
 
 
 def _initial_adapter(model, run_dir: Path, resume: bool) -> Path | None:

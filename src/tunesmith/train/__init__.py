@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunesmith.train.artifacts import LoadedRun, base_model_of, load_run, read_run_config, save_final, weights_dir
+from tunesmith.train.artifacts import LoadedRun, RunResult, base_model_of, load_run, read_run_config, save_final, weights_dir
 from tunesmith.train.callbacks import MetricsJsonlCallback, RichProgressCallback
 from tunesmith.train.plots import plot_loss_curve, read_metrics
 from tunesmith.train.rundir import last_checkpoint, library_versions, make_run_dir, save_run_info
@@ -26,7 +26,7 @@ def model_load_kwargs(method) -> dict:
 
 
 __all__ = [
-    "LoadedRun", "MetricsJsonlCallback", "RichProgressCallback", "base_model_of", "build_trainer",
+    "LoadedRun", "MetricsJsonlCallback", "RunResult", "RichProgressCallback", "base_model_of", "build_trainer",
     "cpu_has_native_bf16", "last_checkpoint", "library_versions", "load_run", "make_run_dir", "model_load_kwargs",
     "plot_loss_curve", "read_metrics", "read_run_config", "resolve_precision", "save_final", "save_run_info",
     "sft_collator", "training_arguments", "weights_dir",

@@ -16,6 +16,16 @@ import yaml
 from tunesmith.errors import ModelError
 
 
+@dataclass
+class RunResult:
+    """What every task recipe returns: where the run is, its final metrics, the trained model."""
+
+    run_dir: Path
+    weights_dir: Path
+    metrics: dict
+    model: object = None  # the trained model, in memory
+
+
 def save_final(model, tokenizer, run_dir: Path, *, initial_adapter: Path | None = None) -> Path:
     """Write the trained weights and the tokenizer; return the folder written."""
     from peft import PeftModel

@@ -14,7 +14,6 @@ undesirable row.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from tunesmith.data.formats import RecordError
 from tunesmith.data.quarantine import Quarantine
 from tunesmith.data.readers import fingerprint_files
 from tunesmith.data.render import render_prompt, render_text
-from tunesmith.data.sft_dataset import as_list, holdout_split, load_examples
+from tunesmith.data.sft_dataset import as_list, close_quarantine, read_splits
 from tunesmith.errors import DataError
 
 
@@ -105,26 +104,14 @@ def build_preference_data(cfg: DataConfig, tokenizer, *, kto: bool, chat_templat
 
     quarantine = Quarantine()
     train_files, eval_files = as_list(cfg.train_file), as_list(cfg.eval_file)
-    train_ex = load_examples(train_files, cfg, quarantine)
-    eval_ex = load_examples(eval_files, cfg, quarantine) if eval_files else []
-    total = len(train_ex) + len(eval_ex) + len(quarantine)
-    random.Random(seed).shuffle(train_ex)
-    if cfg.max_samples:
-        train_ex = train_ex[: cfg.max_samples]
-    if not eval_files:
-        train_ex, eval_ex = holdout_split(train_ex, cfg.eval_split, seed)
-    if cfg.max_eval_samples:
-        eval_ex = eval_ex[: cfg.max_eval_samples]
+    train_ex, eval_ex, total = read_splits(cfg, quarantine, seed)
     opts = dict(chat_template=chat_template, max_length=max_length or cfg.max_length,
                 max_prompt_length=max_prompt_length, quarantine=quarantine)
     train_rows, train_stats = render_examples(tokenizer, train_ex, kto=kto, **opts)
     eval_rows, eval_stats = render_examples(tokenizer, eval_ex, kto=kto, **opts)
     eval_pairs, _ = render_examples(tokenizer, [p for p in eval_ex if "chosen" in p[1]], kto=False,
                                     **{**opts, "quarantine": Quarantine()})
-    qpath = run_dir / "quarantine.jsonl"
-    if len(quarantine):
-        quarantine.write(qpath)
-    quarantine.enforce(total, cfg.max_bad_fraction, qpath)
+    qpath = close_quarantine(quarantine, total, cfg, run_dir)
     if not train_rows:
         raise DataError(f"no usable preference examples in {train_files}; see {qpath} for the reasons")
     return PreferenceData(
