@@ -100,7 +100,7 @@ def run_tunesmith(n_train: int, n_heldout: int, out: dict) -> None:
                steps=state["global_step"])
 
 
-def run_trl(n_train: int, n_heldout: int, out: dict) -> None:
+def run_trl(n_train: int, n_heldout: int, out: dict, fp32: bool = False) -> None:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -117,7 +117,7 @@ def run_trl(n_train: int, n_heldout: int, out: dict) -> None:
     # TRL's defaults except what defines the job (length, batch, epochs, lr, LoRA) and use_cpu.
     args = SFTConfig(output_dir=tmp, max_length=MAX_LENGTH, per_device_train_batch_size=BATCH, num_train_epochs=1,
                      learning_rate=LR, report_to="none", use_cpu=not torch.cuda.is_available(), save_strategy="no",
-                     logging_steps=5, disable_tqdm=True)
+                     logging_steps=5, disable_tqdm=True, **({"bf16": False} if fp32 else {}))
     peft_config = LoraConfig(r=R, lora_alpha=ALPHA, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     real_tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
@@ -134,7 +134,10 @@ def run_trl(n_train: int, n_heldout: int, out: dict) -> None:
 def _child(name: str, n_train: int, n_heldout: int, queue) -> None:
     out: dict = {}
     try:
-        {"tunesmith": run_tunesmith, "trl": run_trl}[name](n_train, n_heldout, out)
+        if name == "trl-fp32":  # TRL defaults but bf16 off: bf16 autocast is emulated on CPUs without bf16 units
+            run_trl(n_train, n_heldout, out, fp32=True)
+        else:
+            {"tunesmith": run_tunesmith, "trl": run_trl}[name](n_train, n_heldout, out)
     except Exception as exc:  # reported in the table, not swallowed
         out["error"] = f"{type(exc).__name__}: {exc}"
     queue.put((name, out))
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--heldout", type=int, default=64)
-    parser.add_argument("--only", choices=["tunesmith", "trl"], default=None)
+    parser.add_argument("--only", choices=["tunesmith", "trl", "trl-fp32"], default=None)
+    parser.add_argument("--trl-fp32", action="store_true", help="also run TRL defaults with bf16 turned off")
     args = parser.parse_args(argv)
     if not ALPACA.exists():
         print(f"skipped: {ALPACA} not found (../shared/data is absent)")
@@ -152,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = mp.get_context("spawn")
     results: dict[str, dict] = {}
-    for name in [args.only] if args.only else ["tunesmith", "trl"]:
+    names = [args.only] if args.only else ["tunesmith", "trl"] + (["trl-fp32"] if args.trl_fp32 else [])
+    for name in names:
         queue = ctx.Queue()
         proc = ctx.Process(target=_child, args=(name, args.rows, args.heldout, queue))
         proc.start()
@@ -163,13 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             r["real_tokens_per_s"] = r["real_tokens"] / r["train_seconds"]
     _print_table(results)
     ratios = {}
-    if all("real_tokens_per_s" in results.get(k, {}) for k in ("tunesmith", "trl")):
-        t, b = results["tunesmith"], results["trl"]
-        ratios = {"tokens_per_s": t["real_tokens_per_s"] / b["real_tokens_per_s"],
-                  "train_seconds": t["train_seconds"] / b["train_seconds"],
-                  "peak_rss": t["peak_rss_gb"] / b["peak_rss_gb"],
-                  "heldout_loss": t["heldout_loss"] / b["heldout_loss"]}
-        print("\nratios tunesmith / TRL: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    for other in ("trl", "trl-fp32"):
+        if all("real_tokens_per_s" in results.get(k, {}) for k in ("tunesmith", other)):
+            t, b = results["tunesmith"], results[other]
+            ratios[other] = {"tokens_per_s": t["real_tokens_per_s"] / b["real_tokens_per_s"],
+                             "train_seconds": t["train_seconds"] / b["train_seconds"],
+                             "peak_rss": t["peak_rss_gb"] / b["peak_rss_gb"],
+                             "heldout_loss": t["heldout_loss"] / b["heldout_loss"]}
+            print(f"\nratios tunesmith / {other}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios[other].items()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "job": {"rows": args.rows, "heldout": args.heldout, "max_length": MAX_LENGTH, "batch": BATCH, "lr": LR,
