@@ -188,7 +188,43 @@ class TrainConfig(Section):
         description="`auto`: bf16 on GPUs that support it and on CPUs with native bf16, else fp32. "
         "fp16 needs a GPU.",
     )
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory; off by default on small jobs.")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Recompute activations in the backward pass to save memory (about 30% more compute). "
+        "`auto`: on only when one micro-batch's estimated activations would not fit in half of the free "
+        "memory (RAM on CPU, GPU memory on CUDA); `true`/`false` force it.",
+    )
+    packing: bool = Field(
+        True,
+        description="SFT: pack several examples into one row without padding (best-fit-decreasing to "
+        "`batch_tokens`), positions restarting per example and attention kept inside each example. "
+        "`false`: padded batches grouped by length.",
+    )
+    batch_tokens: int | None = Field(
+        None,
+        ge=8,
+        description="SFT: tokens per micro-batch (packed row, or padded batch when packing is off). "
+        "Default (packing): batch_size x the mean example length, so a step still sees about batch_size "
+        "examples, split into gradient-accumulation micro-batches of at most 1024 tokens on CPU "
+        "(16384 on GPU). Default (no packing): batches of batch_size examples.",
+    )
+    group_by_length: bool = Field(
+        True,
+        description="SFT without packing: batch examples of similar length together (less padding); "
+        "the order of batches is still shuffled.",
+    )
+    pad_to_multiple_of: int = Field(8, ge=1, description="Pad padded batches to a multiple of this many tokens.")
+    optim: Literal["auto", "adamw_torch_fused", "adamw_torch", "adamw_8bit", "sgd"] = Field(
+        "auto",
+        description="Optimiser: `auto` is fused AdamW (one kernel for all parameters, CPU and GPU); "
+        "`adamw_torch` is the foreach implementation; `adamw_8bit` needs bitsandbytes and CUDA.",
+    )
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile (slow first steps; pays off on long GPU runs).")
+    liger_kernel: bool = Field(
+        False,
+        description="Liger Triton kernels (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU): less memory "
+        "and faster on CUDA. Needs a GPU and `pip install liger-kernel`.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log train loss every N steps.")
     eval_steps: int | None = Field(
         None, ge=1, description="Evaluate every N steps; default: once per epoch (or at the end with max_steps)."

@@ -13,7 +13,7 @@ PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt")
 
 
 def apply_method(model: nn.Module, method, *, task_type: str = "CAUSAL_LM", head_modules: tuple[str, ...] = (),
-                 tokenizer_path: str | None = None, gradient_checkpointing: bool = False) -> nn.Module:
+                 tokenizer_path: str | None = None, gradient_checkpointing: bool | str = False) -> nn.Module:
     """Return the model ready to train with `method` (a peft model for adapter methods)."""
     name = method.name
     if name == "full":
@@ -21,7 +21,7 @@ def apply_method(model: nn.Module, method, *, task_type: str = "CAUSAL_LM", head
     if name == "freeze":
         return apply_freeze(model, method, head_modules)
     if name == "qlora":
-        model = prepare_kbit(model, gradient_checkpointing)
+        model = prepare_kbit(model, gradient_checkpointing is True)  # `auto` is resolved by the recipe
         return apply_lora(model, method, task_type)
     if name in ("lora", "dora"):
         return apply_lora(model, method, task_type)

@@ -23,8 +23,9 @@ from tunesmith.train import (
     plot_loss_curve,
     save_final,
     save_run_info,
-    sft_collator,
     model_load_kwargs,
+    plan_sft_batches,
+    resolve_gradient_checkpointing,
 )
 
 
@@ -45,16 +46,27 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     data = build_sft_data(data_cfg, tokenizer, chat_template=chat_template, seed=cfg.train.seed, run_dir=run_dir)
     save_held_out(run_dir, data)
 
+    train_cfg = cfg.train
+    if cfg.method.name in ("prefix", "prompt"):  # virtual tokens go before the whole row: no packing
+        train_cfg = cfg.train.model_copy(update={"packing": False})
+    batches = plan_sft_batches(train_cfg, data.train, data.eval, tokenizer,
+                               attn_implementation=cfg.model.attn_implementation)
     model = load_model(cfg.model, resolved=resolved, **model_load_kwargs(cfg.method))
+    if batches.mode == "packed":
+        model.config.use_cache = False  # packed rows need it: the cache path ignores example boundaries
+    checkpointing = resolve_gradient_checkpointing(cfg.train.gradient_checkpointing, model.config,
+                                                   batches.stats["largest_micro_batch_tokens"])
     model = apply_method(model, cfg.method, task_type="CAUSAL_LM", tokenizer_path=resolved.path,
-                         gradient_checkpointing=cfg.train.gradient_checkpointing)
+                         gradient_checkpointing=checkpointing)
     initial_adapter = _initial_adapter(model, run_dir, resume)
     save_run_info(run_dir, cfg, data_fingerprint=data.fingerprint,
-                  extra={"base_model": resolved.path, "trainable": trainable_summary(model), "data": data.stats})
+                  extra={"base_model": resolved.path, "trainable": trainable_summary(model), "data": data.stats,
+                         "batches": {**batches.stats, "gradient_checkpointing": checkpointing}})
 
-    trainer = build_trainer(model, tokenizer, data.train, data.eval, cfg.train, run_dir,
-                            data_collator=sft_collator(tokenizer),
-                            callbacks=generation_callbacks(cfg, tokenizer, data.eval_examples, chat_template, run_dir))
+    trainer = build_trainer(model, tokenizer, batches.train, batches.eval, cfg.train, run_dir,
+                            data_collator=batches.collator,
+                            callbacks=generation_callbacks(cfg, tokenizer, data.eval_examples, chat_template, run_dir),
+                            gradient_checkpointing=checkpointing, **batches.trainer_args)
     checkpoint = last_checkpoint(run_dir) if resume else None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 

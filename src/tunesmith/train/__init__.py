@@ -6,7 +6,15 @@ from tunesmith.train.artifacts import LoadedRun, RunResult, base_model_of, load_
 from tunesmith.train.callbacks import MetricsJsonlCallback, RichProgressCallback
 from tunesmith.train.plots import plot_loss_curve, read_metrics
 from tunesmith.train.rundir import last_checkpoint, library_versions, make_run_dir, save_run_info
-from tunesmith.train.trainer import build_trainer, cpu_has_native_bf16, resolve_precision, training_arguments
+from tunesmith.train.batches import BatchPlan, PackedCollator, PaddedCollator, plan_sft_batches
+from tunesmith.train.trainer import (
+    build_trainer,
+    cpu_has_native_bf16,
+    resolve_gradient_checkpointing,
+    resolve_optim,
+    resolve_precision,
+    training_arguments,
+)
 
 
 def sft_collator(tokenizer, pad_to_multiple_of: int = 8):
@@ -26,7 +34,8 @@ def model_load_kwargs(method) -> dict:
 
 
 __all__ = [
-    "LoadedRun", "MetricsJsonlCallback", "RunResult", "RichProgressCallback", "base_model_of", "build_trainer",
+    "BatchPlan", "LoadedRun", "MetricsJsonlCallback", "PackedCollator", "PaddedCollator", "plan_sft_batches",
+    "resolve_gradient_checkpointing", "resolve_optim", "RunResult", "RichProgressCallback", "base_model_of", "build_trainer",
     "cpu_has_native_bf16", "last_checkpoint", "library_versions", "load_run", "make_run_dir", "model_load_kwargs",
     "plot_loss_curve", "read_metrics", "read_run_config", "resolve_precision", "save_final", "save_run_info",
     "sft_collator", "training_arguments", "weights_dir",

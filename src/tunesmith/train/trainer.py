@@ -35,9 +35,62 @@ def resolve_precision(requested: str) -> str:
     return requested
 
 
+def resolve_optim(requested: str) -> str:
+    """`auto` -> fused AdamW (torch has a fused kernel on CPU and CUDA; 7x faster than the loop here)."""
+    if requested == "auto":
+        return "adamw_torch_fused"
+    if requested == "adamw_8bit" and not torch.cuda.is_available():
+        raise ConfigError(["train.optim: adamw_8bit needs bitsandbytes on a CUDA GPU; use auto on CPU"])
+    return requested
+
+
+def check_liger(enabled: bool) -> None:
+    """Liger kernels are Triton (CUDA) kernels: say what is missing instead of failing inside."""
+    if not enabled:
+        return
+    import importlib.util
+
+    problems = []
+    if not torch.cuda.is_available():
+        problems.append("train.liger_kernel: true needs a CUDA GPU (Liger's kernels are Triton); set it to false on CPU")
+    if importlib.util.find_spec("liger_kernel") is None:
+        problems.append("train.liger_kernel: true needs the liger-kernel package; `pip install 'tunesmith[liger]'` "
+                        "or set it to false")
+    if problems:
+        raise ConfigError(problems)
+
+
+def activation_bytes(model_config, tokens: int, bytes_per_value: int = 4) -> int:
+    """Rough activation memory of one micro-batch without checkpointing: per token and layer about
+    16 hidden-size and 6 intermediate-size values are kept for the backward pass, plus three
+    vocabulary-size copies of the logits (logits, their fp32 log-softmax and its gradient)."""
+    get = lambda k, d=0: getattr(model_config, k, d) or d  # noqa: E731
+    hidden, inter = get("hidden_size"), get("intermediate_size", 4 * get("hidden_size"))
+    per_token = get("num_hidden_layers") * (16 * hidden + 6 * inter) + 3 * get("vocab_size")
+    return int(tokens * per_token * bytes_per_value)
+
+
+def available_memory_bytes() -> int:
+    if torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def resolve_gradient_checkpointing(setting: bool | str, model_config=None, micro_batch_tokens: int | None = None) -> bool:
+    """`auto` -> on only when the estimated activations of one micro-batch exceed half of the free memory."""
+    if isinstance(setting, bool):
+        return setting
+    if model_config is None or not micro_batch_tokens:
+        return False
+    return activation_bytes(model_config, micro_batch_tokens) > available_memory_bytes() // 2
+
+
 def training_arguments(cfg: TrainConfig, run_dir: Path, *, has_eval: bool, **overrides) -> TrainingArguments:
     """TrainingArguments for the run; checkpoints go to run_dir/checkpoints."""
     precision = resolve_precision(cfg.precision)
+    check_liger(cfg.liger_kernel)
     eval_steps = cfg.eval_steps
     if has_eval and eval_steps is None and cfg.max_steps > 0:
         eval_steps = cfg.max_steps  # with a fixed step budget, evaluate at least at the end
@@ -76,8 +129,11 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, *, has_eval: bool, **ove
         data_seed=cfg.seed,
         disable_tqdm=True,
         remove_unused_columns=False,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=cfg.gradient_checkpointing is True,
         dataloader_num_workers=cfg.dataloader_workers,
+        optim=resolve_optim(cfg.optim),
+        torch_compile=cfg.torch_compile,
+        use_liger_kernel=cfg.liger_kernel,
     )
     if cfg.max_grad_norm == 0:
         args["max_grad_norm"] = 0.0
