@@ -18,6 +18,7 @@ from tunesmith.config.serve_schema import ServeConfig
 from tunesmith.errors import ConfigError
 from tunesmith.eval.generate import generate_batch
 from tunesmith.serve import create_app, load_served, parse_adapter_arg
+from tunesmith.serve.stops import find_stop, streamable
 from tunesmith.train import load_run
 
 KEY = "sk-test-123"
@@ -91,6 +92,80 @@ def test_openai_client_models_chat_stream_completions(server, served, runs):
     assert streamed.strip() == direct and chunks[-1].choices[0].finish_reason in ("stop", "length")
     comp = client.completions.create(model="beta", prompt="The quick brown", max_tokens=5, temperature=0)
     assert comp.choices[0].text is not None and comp.usage.prompt_tokens > 0
+
+
+def test_stop_prefix_is_held_back_until_it_cannot_be_a_stop():
+    stops = ("<|x", "END")
+    assert streamable("abc", stops) == 3
+    assert streamable("ab<", stops) == 2 and streamable("ab<|", stops) == 2 and streamable("abEN", stops) == 2
+    assert streamable("ab<|y", stops) == 5  # "<|y" can no longer become "<|x"
+    assert streamable("a END b <|x", stops) == 2 and find_stop("a <|x END", stops) == 2
+    assert find_stop("abc", stops) is None and streamable("", stops) == 0
+
+
+def _stop_from(text: str) -> str:
+    """A 2-character stop string that first occurs a few characters into ``text`` (so the answer
+    before it is not empty) and is made of whole characters."""
+    for k in range(4, len(text) - 1):
+        stop = text[k:k + 2]
+        if "\ufffd" not in stop and text.find(stop) == k:
+            return stop
+    raise AssertionError(f"no usable stop string in the greedy output {text!r}")
+
+
+@pytest.mark.parametrize("kind", ["chat", "completions"])
+def test_stop_strings_end_generation_streamed_or_not(server, kind):
+    client = _client(server)
+    if kind == "chat":
+        def ask(**kw):
+            return client.chat.completions.create(model="alpha-base", messages=HELLO, max_tokens=24, temperature=0,
+                                                  **kw)
+
+        def text_of(r):
+            return r.choices[0].message.content
+
+        def delta_of(c):
+            return (c.choices[0].delta.content or "") if c.choices else ""
+    else:
+        def ask(**kw):
+            return client.completions.create(model="alpha-base", prompt="What is the capital", max_tokens=24,
+                                             temperature=0, **kw)
+
+        def text_of(r):
+            return r.choices[0].text
+
+        def delta_of(c):
+            return c.choices[0].text if c.choices else ""
+    full = ask()
+    assert full.choices[0].finish_reason == "length"
+    stop = _stop_from(text_of(full))
+    want = text_of(full)[:text_of(full).index(stop)]
+
+    out = ask(stop=stop)
+    assert text_of(out) == want and out.choices[0].finish_reason == "stop"
+    assert out.usage.completion_tokens < full.usage.completion_tokens  # generation really ended early
+    # (The untrained base's greedy text is long and varied; trained tiny adapters repeat a token.)
+    # Streamed deltas only ever append: if any chunk had sent part of the stop string, the joined
+    # text would be longer than the text before the stop.
+    chunks = list(ask(stop=[stop], stream=True))
+    assert "".join(delta_of(c) for c in chunks) == want
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    # Several stops: the earliest in the text wins, wherever it is in the list; absent ones are harmless.
+    at = text_of(full).index(stop)
+    later = next((text_of(full)[k:k + 2] for k in range(at + 1, len(text_of(full)) - 1)
+                  if text_of(full).find(text_of(full)[k:k + 2]) > at), "zz")
+    assert text_of(ask(stop=["no such text", later, stop])) == want
+    missing = ask(stop=["no such text"], stream=True)
+    chunks = list(missing)
+    assert "".join(delta_of(c) for c in chunks) == text_of(full)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+
+
+def test_more_than_four_stop_strings_is_a_schema_error(server):
+    with httpx.Client(base_url=server, timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        r = c.post("/v1/chat/completions", json={"model": "alpha", "messages": HELLO, "max_tokens": 4,
+                                                 "stop": ["a", "b", "c", "d", "e"]})
+    assert r.status_code == 422 and "stop" in r.json()["detail"][0]["loc"]
 
 
 def test_adapters_are_chosen_per_request(server):

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +24,7 @@ from tunesmith.serve.batching import Batcher, Job
 from tunesmith.serve.limits import (ApiError, BodySizeLimit, ConcurrencyGate, RateLimiter, check_bearer,
                                     configured_keys)
 from tunesmith.serve.metrics import CONTENT_TYPE, ServeMetrics
+from tunesmith.serve.stops import MAX_STOP_STRINGS, find_stop, stop_strings, streamable
 
 
 class _Req(BaseModel):
@@ -33,7 +34,8 @@ class _Req(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stream: bool = False
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_STRINGS)] | None = Field(
+        None, description="Up to 4 strings; generation ends at the first one, which is not returned.")
     n: int = Field(1, ge=1)
 
 
@@ -63,13 +65,6 @@ def _text_of(content) -> str:
     return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
-def _cut_at_stop(text: str, stop) -> tuple[str, bool]:
-    for s in [stop] if isinstance(stop, str) else (stop or []):
-        if s and s in text:
-            return text[:text.index(s)], True
-    return text, False
-
-
 def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
     """The FastAPI app serving ``served`` under the limits of ``cfg``."""
     from tunesmith.data.render import encode_prompt
@@ -81,6 +76,9 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
     limiter = RateLimiter(cfg.rate_limit_per_minute)
     tok = served.tokenizer
     stops = stop_token_ids(tok, served.chat_template) if not served.is_classifier else []
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=True)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (stops[0] if stops else 0)
     state: dict = {}
 
@@ -93,7 +91,7 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
         if not served.is_classifier:
             state["batcher"] = Batcher(served.model, stops=stops, pad_id=pad_id, batch_wait_ms=cfg.batch_wait_ms,
                                        max_batch_size=cfg.max_batch_size, metrics=metrics,
-                                       uses_adapters=bool(served.adapters))
+                                       uses_adapters=bool(served.adapters), decode=decode)
         app.state.batcher = state.get("batcher")
 
     @app.on_event("shutdown")
@@ -150,7 +148,8 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
         gate: ConcurrencyGate = state["gate"]
         metrics.queue_depth.set(gate.waiting + state["batcher"].queue.qsize())
         loop = asyncio.get_running_loop()
-        sampling = dict(do_sample=req.temperature > 0, temperature=req.temperature, top_p=req.top_p)
+        sampling = dict(do_sample=req.temperature > 0, temperature=req.temperature, top_p=req.top_p,
+                        stop=stop_strings(req.stop))
         if req.stream:
             return await _stream(request, req, prompts[0], adapter, max_tokens, sampling, kind)
         async with gate:
@@ -160,8 +159,9 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
         metrics.running.set(gate.running)
         choices, n_in, n_out = [], sum(len(p) for p in prompts), sum(len(j.tokens) for j in done)
         for i, job in enumerate(done):
-            text, stopped = _cut_at_stop(tok.decode(job.tokens, skip_special_tokens=True), req.stop)
-            reason = "stop" if stopped else job.finish_reason
+            text = decode(job.tokens)
+            cut = find_stop(text, job.stop)
+            text, reason = (text, job.finish_reason) if cut is None else (text[:cut], "stop")
             if kind == "chat":
                 choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
             else:
@@ -196,24 +196,32 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
             return f"data: {json.dumps(body)}\n\n"
 
         async def events():
-            ids, sent = [], ""
+            ids, sent, stopped = [], 0, False
             try:
                 if kind == "chat":
                     yield chunk(None, first=True)
-                while True:
+                while not stopped:
                     t = await tokens_q.get()
                     if t is None:
                         break
                     ids.append(t)
-                    text = tok.decode(ids, skip_special_tokens=True)
+                    text = decode(ids)
                     if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
                         continue
-                    if text[len(sent):]:
-                        yield chunk(text[len(sent):])
-                        sent = text
-                if job.future.exception() is not None:
+                    # Never send what a stop string may still cut: hold back a possible stop prefix.
+                    stopped = find_stop(text, job.stop) is not None
+                    final = streamable(text, job.stop)
+                    if final > sent:
+                        yield chunk(text[sent:final])
+                        sent = final
+                if stopped:
+                    yield chunk(None, reason="stop")
+                elif job.future.exception() is not None:
                     yield f"data: {json.dumps({'error': {'message': str(job.future.exception()), 'type': 'server_error'}})}\n\n"
-                else:
+                else:  # the row ended without a stop string: what was held back is final now
+                    text = decode(ids)
+                    if len(text) > sent:
+                        yield chunk(text[sent:])
                     yield chunk(None, reason=job.finish_reason)
                 yield "data: [DONE]\n\n"
                 metrics.tokens_in.labels(req.model).inc(len(prompt))

@@ -1,8 +1,11 @@
 """Continuous request batching: one background thread owns the model; requests arriving within
 ``batch_wait_ms`` of each other are generated together in one left-padded ``generate`` call per
 group of equal sampling settings. Different adapters share a batch through peft's mixed-batch
-``adapter_names=`` argument, so no adapter needs its own model copy. Streaming requests ride in
-the same batches: a per-row streamer hands each new token to its request as it is produced.
+``adapter_names=`` argument, so no adapter needs its own model copy. A per-row stopping
+criterion (transformers' per-step hook over the ids) hands each new token to its request as it is
+produced (streams ride in the same batches), ends a row at its end-of-turn token, its own
+``max_tokens`` or its first ``stop`` string, and answers that request at once rather than when
+the whole batch is done.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from tunesmith.serve.stops import find_stop
 
 
 @dataclass
@@ -27,6 +33,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     on_token: object = None  # callable(token_id) called from the worker thread, or None
+    stop: tuple[str, ...] = ()  # stop strings: the row ends once its decoded text contains one
     tokens: list[int] = field(default_factory=list)
     finish_reason: str = "length"
     done: bool = False
@@ -35,42 +42,46 @@ class Job:
         return (self.do_sample, round(self.temperature, 4), round(self.top_p, 4)) if self.do_sample else (False,)
 
 
-class _RowStreamer:
-    """generate() pushes the prompt first, then one token per row per step."""
+class _RowTracker(StoppingCriteria):
+    """Called by generate() once per decoding step with all ids so far: takes each row's new token
+    and reports which rows are finished, so generate() pads those rows and stops when all are."""
 
-    def __init__(self, jobs: list[Job], stops: set[int]):
-        self.jobs, self.stops, self.first = jobs, stops, True
+    def __init__(self, jobs: list[Job], stops: set[int], decode):
+        self.jobs, self.stops, self.decode = jobs, stops, decode
 
-    def put(self, value):
-        if self.first:
-            self.first = False
-            return
-        for job, tok in zip(self.jobs, value.reshape(len(self.jobs), -1)[:, -1].tolist()):
-            _accept(job, tok, self.stops)
-
-    def end(self):
-        pass
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        for job, tok in zip(self.jobs, input_ids[:, -1].tolist()):
+            _accept(job, tok, self.stops, self.decode)
+        return torch.tensor([j.done for j in self.jobs], dtype=torch.bool, device=input_ids.device)
 
 
-def _accept(job: Job, tok: int, stops: set[int]) -> None:
+def _accept(job: Job, tok: int, stops: set[int], decode) -> None:
     if job.done:
         return
     if tok in stops:
-        job.done, job.finish_reason = True, "stop"
+        _finish(job, "stop")
         return
     job.tokens.append(tok)
     if job.on_token is not None:
         job.loop.call_soon_threadsafe(job.on_token, tok)
-    if len(job.tokens) >= job.max_new_tokens:
-        job.done = True
+    if job.stop and decode is not None and find_stop(decode(job.tokens), job.stop) is not None:
+        _finish(job, "stop")
+    elif len(job.tokens) >= job.max_new_tokens:
+        _finish(job, "length")
+
+
+def _finish(job: Job, reason: str) -> None:
+    job.done, job.finish_reason = True, reason
+    job.loop.call_soon_threadsafe(_set_result, job.future, job)
 
 
 class Batcher:
     """Owns the model; ``submit`` returns a future with the finished Job."""
 
     def __init__(self, model, *, stops: list[int], pad_id: int, batch_wait_ms: float, max_batch_size: int,
-                 metrics=None, uses_adapters: bool = False):
-        self.model, self.stops, self.pad_id = model, set(stops), pad_id
+                 metrics=None, uses_adapters: bool = False, decode=None):
+        """``decode(token_ids) -> str`` is needed for jobs with ``stop`` strings."""
+        self.model, self.stops, self.pad_id, self.decode = model, set(stops), pad_id, decode
         self.wait_s, self.max_batch = batch_wait_ms / 1000.0, max_batch_size
         self.metrics, self.uses_adapters = metrics, uses_adapters
         self.queue: queue.Queue[Job | None] = queue.Queue()
@@ -117,9 +128,6 @@ class Batcher:
                 except Exception as exc:  # answer every request of the failed batch, keep serving
                     for job in group:
                         job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
-                    continue
-                for job in group:
-                    job.loop.call_soon_threadsafe(_set_result, job.future, job)
 
     @torch.inference_mode()
     def _generate(self, jobs: list[Job]):
@@ -135,7 +143,7 @@ class Batcher:
         first = jobs[0]
         kwargs = dict(max_new_tokens=max(j.max_new_tokens for j in jobs), do_sample=first.do_sample,
                       pad_token_id=self.pad_id, eos_token_id=sorted(self.stops) or None,
-                      streamer=_RowStreamer(jobs, self.stops))
+                      stopping_criteria=StoppingCriteriaList([_RowTracker(jobs, self.stops, self.decode)]))
         if first.do_sample:
             kwargs.update(temperature=max(first.temperature, 1e-5), top_p=first.top_p)
         else:
@@ -145,7 +153,8 @@ class Batcher:
         self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
         self.batches_run += 1
         for j in jobs:
-            j.done = True
+            if not j.done:  # generate() ended it (its overall max_new_tokens): a length stop
+                _finish(j, "length")
 
 
 def _set_result(future: asyncio.Future, job: Job):
