@@ -108,6 +108,32 @@ def test_int8_reports_size_speed_and_quality(exported):
     assert logits_of(q, ids).shape[-1] == q.config.vocab_size
 
 
+def test_int8_and_gguf_quality_is_measured_on_held_out_answers(lora_run, exported):
+    _, reports = exported
+    by = {r["format"]: r for r in reports}
+    assert by["merged"]["vs_trained"]["max_abs_diff"] < 1e-4
+    for fmt in ("int8", "gguf-f16", "gguf-q8_0"):
+        h = by[fmt]["held_out"]
+        assert h["source"].endswith(("validation.jsonl", "test.jsonl")) and h["answer_tokens"] > 0
+        assert h["loss_reference"] > 0 and 0 <= h["top1_agreement"] <= 1 and h["mean_kl"] > -1e-6
+    # f16 is all but lossless, so its held-out deltas must be far below int8's.
+    assert abs(by["gguf-f16"]["held_out"]["loss_delta"]) < 1e-2 and by["gguf-f16"]["held_out"]["mean_kl"] < 1e-3
+
+
+def test_held_out_delta_is_zero_for_the_same_model_and_not_for_another(lora_run):
+    from tunesmith.export import encode_held_out, held_out_conversations, held_out_delta
+
+    run = load_run(lora_run)
+    rows, _ = held_out_conversations(lora_run)
+    examples = encode_held_out(run.tokenizer, rows)
+    same = held_out_delta(run.model, run.model, examples)
+    assert same["loss_delta"] == 0 and same["top1_agreement"] == 1 and abs(same["mean_kl"]) < 1e-6
+    assert same["answer_tokens"] == sum(int((lab[0, 1:] != -100).sum()) for _, lab in examples)
+    with run.model.disable_adapter():
+        other = held_out_delta(run.model, load_run(lora_run).model, examples)
+    assert other["loss_delta"] != 0 and other["mean_kl"] > 0
+
+
 def test_model_card_names_base_method_fingerprint_metrics(lora_run, exported):
     out, _ = exported
     card = (out / "README.md").read_text()

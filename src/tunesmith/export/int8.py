@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.export.merge import compare_logits, logits_of, probe_ids
+from tunesmith.export.quality import held_out_delta
 
 STATE_FILE = "model_int8.pt"
 
@@ -47,8 +48,10 @@ def _folder_bytes(folder: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in folder.glob(pattern))
 
 
-def export_int8(merged_dir: str | Path, out_dir: str | Path) -> dict:
-    """Quantise the merged model; return size, CPU speed-up and quality delta against float32."""
+def export_int8(merged_dir: str | Path, out_dir: str | Path, held_out=None) -> dict:
+    """Quantise the merged model; return size, CPU speed-up and quality delta against float32:
+    logits on a probe batch and, given ``held_out`` ((input_ids, labels) pairs from
+    ``export.quality.encode_held_out``), answer-token loss / agreement / KL on real rows."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     merged_dir, out = Path(merged_dir), Path(out_dir)
@@ -64,7 +67,7 @@ def export_int8(merged_dir: str | Path, out_dir: str | Path) -> dict:
             shutil.copy(merged_dir / name, out / name)
     tokenizer.save_pretrained(str(out))
     q_logits, q_s = logits_of(q, ids), _seconds_per_forward(q, ids)
-    return {
+    report = {
         "format": "int8",
         "path": str(out),
         "size_bytes": (out / STATE_FILE).stat().st_size,
@@ -75,3 +78,6 @@ def export_int8(merged_dir: str | Path, out_dir: str | Path) -> dict:
         "quality": compare_logits(ref_logits, q_logits),
         "probe_shape": list(ids.shape),
     }
+    if held_out:
+        report["held_out"] = held_out_delta(ref, q, held_out)
+    return report
