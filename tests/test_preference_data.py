@@ -71,3 +71,28 @@ def test_too_long_prompt_is_quarantined(tiny_tokenizer, tmp_path):
                                  max_prompt_length=32)
     assert len(data.train) == 4
     assert "over the limit" in (tmp_path / "quarantine.jsonl").read_text()
+
+
+def test_long_prompt_is_cut_from_the_left_counted_and_listed(tiny_tokenizer, tmp_path):
+    from tunesmith.train.preference_data import truncate_prompt_left
+
+    question = "The quick brown fox jumps over the lazy dog. " * 10 + "What is the capital of France?"
+    rows = [{"prompt": [{"role": "system", "content": "Answer the question."},
+                        {"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"},
+                        {"role": "user", "content": question}],
+             "chosen": "Paris.", "rejected": "London."}] + ROWS[:4]
+    cfg = DataConfig(train_file=str(_write(tmp_path, rows)), format="preference", eval_split=0.0,
+                     max_length=96, max_bad_fraction=0.0)
+    data = build_preference_data(cfg, tiny_tokenizer, kto=False, chat_template=None, seed=0, run_dir=tmp_path,
+                                 max_prompt_length=48, prompt_truncation="left")
+    assert len(data.train) == 5 and data.stats["train"]["prompts_cut"] == 1
+    cut = next(r["prompt"] for r in data.train if "capital of France?" in r["prompt"])
+    assert len(tiny_tokenizer(cut, add_special_tokens=False)["input_ids"]) <= 48
+    assert cut.startswith("<|im_start|>system\nAnswer the question.<|im_end|>\n<|im_start|>user\n")
+    assert cut.endswith("What is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
+    assert "Say hi" not in cut  # the earlier turn went first
+    listed = [json.loads(line) for line in (tmp_path / "truncated_prompts.jsonl").read_text().splitlines()]
+    assert [(c["line"], c["kept_tokens"] <= 48 < c["prompt_tokens"]) for c in listed] == [(1, True)]
+    assert not (tmp_path / "quarantine.jsonl").exists()
+    # a limit below the template's own markup cannot be met: quarantined, not emptied silently
+    assert truncate_prompt_left(tiny_tokenizer, rows[0]["prompt"], 4, None) is None

@@ -1,4 +1,4 @@
-"""TRL's DPO loss equals the formula on log-probabilities computed independently, and the reference
+"""TRL's DPO loss equals the formula on log-probabilities computed independently, the reference
 log-probabilities of a LoRA policy are those of the base model (adapter disabled, no copy)."""
 
 from __future__ import annotations
@@ -34,8 +34,18 @@ def test_accuracy_and_reward_from_logprobs():
     assert r["reward_margin"] == pytest.approx((0.15 + 0.1) / 2)
 
 
-@pytest.fixture()
-def lora_setup(tiny_llama_dir, tiny_tokenizer, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """A 32-wide model gains nothing from threads; on a shared busy CPU they only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lora_dpo_trainer(model_dir, tokenizer, out, pairs, *, loss_type="sigmoid", max_steps=1):
+    """A DPO trainer on a LoRA model whose adapter looks trained (lora_B random), so policy and
+    reference differ."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
@@ -44,22 +54,29 @@ def lora_setup(tiny_llama_dir, tiny_tokenizer, tmp_path):
     from tunesmith.train.preference_trainer import build_preference_trainer
 
     cfg = validate_config({
-        "task": "dpo", "model": {"name_or_path": str(tiny_llama_dir)},
-        "data": {"train_file": "x.jsonl", "format": "preference", "max_length": 64},
+        "task": "dpo", "model": {"name_or_path": str(model_dir)},
+        "data": {"train_file": "x.jsonl", "format": "preference", "max_length": 32},
         "method": {"name": "lora", "r": 4, "dropout": 0.0},
-        "preference": {"beta": 0.5},
-        "train": {"max_steps": 1, "batch_size": 1, "precision": "fp32"},
-        "output": {"dir": str(tmp_path)},
+        "preference": {"beta": 0.5, "loss_type": loss_type},
+        "train": {"max_steps": max_steps, "batch_size": 1, "precision": "fp32", "learning_rate": 1e-2,
+                  "logging_steps": 1},
+        "output": {"dir": str(out)},
     })
     torch.manual_seed(0)
-    model = apply_method(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), cfg.method)
-    with torch.no_grad():  # a trained-looking adapter, so policy and reference differ
+    model = apply_method(AutoModelForCausalLM.from_pretrained(model_dir), cfg.method)
+    with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
-    pair = render_pair(tiny_tokenizer, PAIR)
-    trainer = build_preference_trainer("dpo", model, tiny_tokenizer, Dataset.from_list([pair]), None, cfg, tmp_path)
-    return trainer, pair
+    rendered = [render_pair(tokenizer, p) for p in pairs]
+    return build_preference_trainer("dpo", model, tokenizer, Dataset.from_list(rendered), None, cfg, out)
+
+
+@pytest.fixture(scope="module")
+def lora_setup(tiny_llama_dir, tiny_tokenizer, tmp_path_factory):
+    """One trainer shared by the checks below; none of them changes its weights."""
+    trainer = lora_dpo_trainer(tiny_llama_dir, tiny_tokenizer, tmp_path_factory.mktemp("dpo"), [PAIR])
+    return trainer, render_pair(tiny_tokenizer, PAIR)
 
 
 def test_trl_dpo_loss_equals_formula(lora_setup, tiny_tokenizer):
@@ -100,3 +117,14 @@ def test_preference_accuracy_counts_pairs(tiny_llama_dir, tiny_tokenizer):
     a = preference_accuracy(model, tiny_tokenizer, [pair, swapped])
     assert a["pairs"] == 2 and a["accuracy"] == 0.5  # exactly one of a pair and its swap wins
     assert a["chosen_logps"] < 0 and a["rejected_logps"] < 0
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "hinge"])
+def test_dpo_loss_variants_train(loss_type, tiny_llama_dir, tiny_tokenizer, tmp_path):
+    trainer = lora_dpo_trainer(tiny_llama_dir, tiny_tokenizer, tmp_path, [PAIR], loss_type=loss_type, max_steps=2)
+    assert trainer.args.loss_type == [loss_type]
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in before)

@@ -71,6 +71,11 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    after_training: bool = Field(
+        False,
+        description="Generative tasks (sft, dpo, orpo, kto, simpo): when training ends, run the `tunesmith eval` "
+        "report card on the run (base vs tuned generations on the held-out prompts, probes; report.json/html).",
+    )
     max_new_tokens: int = Field(128, ge=1, description="Maximum tokens generated per example.")
     max_input_tokens: int = Field(
         2048, ge=8, description="Prompts longer than this many tokens keep their last N tokens."

@@ -35,8 +35,15 @@ class PreferenceConfig(BaseModel):
     )
     max_prompt_length: int | None = Field(
         None, ge=1,
-        description="Pairs whose rendered prompt has more tokens than this are quarantined. Default: no limit "
-        "other than max_length.",
+        description="Token limit of the rendered prompt; longer prompts are quarantined or cut (see "
+        "prompt_truncation). Default: no limit other than max_length.",
+    )
+    prompt_truncation: Literal["quarantine", "left"] = Field(
+        "quarantine",
+        description="What to do with a prompt over max_prompt_length: `quarantine` the pair, or cut it from the "
+        "`left` (earlier turns first, then the start of the last user message; the system message, the end of "
+        "the question and the template markup stay). Cuts are counted in final_metrics.json and listed in "
+        "truncated_prompts.jsonl.",
     )
     max_length: int | None = Field(
         None, ge=8,

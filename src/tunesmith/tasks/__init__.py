@@ -16,6 +16,9 @@ RECIPES = {
     "reward": "tunesmith.tasks.preference:run_preference",
 }
 
+# tasks whose result generates text, so `eval.after_training` can run the generation report card
+GENERATIVE_TASKS = ("sft", "dpo", "orpo", "kto", "simpo")
+
 
 def run_task(cfg, *, resume: bool = False, run_dir=None):
     if getattr(cfg, "stages", None):  # a chained pipeline (e.g. sft then dpo); see tasks.pipeline
@@ -23,7 +26,12 @@ def run_task(cfg, *, resume: bool = False, run_dir=None):
 
         return run_pipeline(cfg, resume=resume)
     module, func = RECIPES[cfg.task].split(":")
-    return getattr(importlib.import_module(module), func)(cfg, resume=resume, run_dir=run_dir)
+    result = getattr(importlib.import_module(module), func)(cfg, resume=resume, run_dir=run_dir)
+    if cfg.eval.after_training and cfg.task in GENERATIVE_TASKS:
+        from tunesmith.tasks.evaluate import run_eval
+
+        run_eval(result.run_dir)  # writes report.json and report.html into the run directory
+    return result
 
 
-__all__ = ["RECIPES", "run_task"]
+__all__ = ["GENERATIVE_TASKS", "RECIPES", "run_task"]

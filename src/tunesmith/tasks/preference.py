@@ -2,17 +2,21 @@
 
 tokenizer -> rendered pairs -> model -> method -> score held-out pairs -> TRL trainer -> train
 -> evaluate and score again -> save. The held-out preference accuracy before and after training
-goes to final_metrics.json (see eval.preference_metrics for what is measured).
+goes to final_metrics.json (see eval.preference_metrics for what is measured). The held-out
+pairs are also saved as SFT examples (prompt + chosen reply) in data/validation.jsonl, so
+`tunesmith eval RUN` scores base and policy generations against the chosen replies.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.data.render import resolve_chat_template
+from tunesmith.data.sft_dataset import save_held_out
 from tunesmith.eval.preference_metrics import accuracy_from_logprobs, pair_logprobs, reward_accuracy, reward_model_accuracy
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
@@ -37,8 +41,10 @@ def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str |
     pref = cfg.preference
     data = build_preference_data(cfg.data, tokenizer, kto=cfg.task == "kto", chat_template=chat_template,
                                  seed=cfg.train.seed, run_dir=run_dir, max_length=pref.max_length,
-                                 max_prompt_length=pref.max_prompt_length)
+                                 max_prompt_length=pref.max_prompt_length, prompt_truncation=pref.prompt_truncation)
     held_out = data.eval_pairs[: pref.eval_pairs]
+    if cfg.task != "reward":  # the chosen replies are the references of `tunesmith eval RUN`
+        save_held_out(run_dir, replace(data, eval_examples=data.eval_examples[: pref.eval_pairs]))
 
     model = _load(cfg, resolved)
     ref_model = _reference(cfg, resolved)
@@ -55,6 +61,7 @@ def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str |
 
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     metrics.update(_score(cfg, trainer.model, tokenizer, held_out, before=before, reference=ref_model))
+    metrics.update({f"data_{split}_prompts_cut": data.stats[split]["prompts_cut"] for split in ("train", "eval")})
     trainer.save_state()
     shutil.copy(Path(trainer.args.output_dir) / "trainer_state.json", run_dir / "trainer_state.json")
     weights = save_final(trainer.model, tokenizer, run_dir)
@@ -93,7 +100,7 @@ def _score(cfg: TunesmithConfig, model, tokenizer, pairs: list[dict], *, before:
     bs = cfg.train.eval_batch_size or cfg.train.batch_size
     if cfg.task == "reward":
         m = reward_model_accuracy(model, tokenizer, pairs, batch_size=bs, max_length=max_length)
-        return {f"pref_{'after' if before else 'before'}_{k}": v for k, v in m.items()}
+        return {**(before or {}), **{f"pref_{'after' if before is not None else 'before'}_{k}": v for k, v in m.items()}}
     lp = pair_logprobs(model, tokenizer, pairs, batch_size=bs, max_length=max_length)
     stage = "after" if before is not None else "before"
     out = {f"pref_{stage}_{k}": v for k, v in accuracy_from_logprobs(lp).items()}
