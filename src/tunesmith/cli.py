@@ -64,14 +64,26 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory to write (or to resume)."),
     seeds: int = typer.Option(1, "--seeds", help="Train with this many seeds (seed, seed+1, ...) and report mean and std."),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", min=1, help="Processes per machine (sets distributed.num_processes); above 1 the run is "
+        "launched through torchrun (CPU, gloo) or accelerate launch (GPUs)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Write the accelerate/DeepSpeed config into the run directory and print the launch "
+        "command of every node, without starting anything."),
 ):
     """Fine-tune a model as the config says.
 
-    Example: tunesmith train examples/sft_lora.yaml train.max_steps=50 method.r=16
+    Example: tunesmith train examples/sft_lora.yaml train.max_steps=50 method.r=16 --nproc 2
     """
     from tunesmith.tasks import run_task
+    from tunesmith.train.distributed import is_main_process
+    from tunesmith.train.launch import needs_launch
 
+    overrides = list(overrides or []) + ([f"distributed.num_processes={nproc}"] if nproc else [])
     cfg = _load(config, overrides)
+    if dry_run or needs_launch(cfg):
+        _launch(cfg, config, overrides, resume=resume, run_dir=run_dir, dry_run=dry_run, seeds=seeds)
+        return
     if seeds > 1:
         from tunesmith.tasks.stability import run_seeds
 
@@ -79,10 +91,42 @@ def train(
         console.print(summary["text"], highlight=False)
         return
     result = run_task(cfg, resume=resume, run_dir=run_dir)
+    if not is_main_process():  # a rank of a distributed run: rank 0 reports
+        return
     console.print(f"[bold green]done[/]: run directory {result.run_dir}")
     for key, value in sorted(result.metrics.items()):
         if isinstance(value, float):
             console.print(f"  {key}: {value:.4f}")
+
+
+def _launch(cfg, config: Path, overrides: list[str], *, resume: bool, run_dir: Optional[Path], dry_run: bool,
+            seeds: int) -> None:
+    """`train --nproc N` / `--dry-run`: write the launch files, print each node's command, run this node's."""
+    from tunesmith.errors import ConfigError
+    from tunesmith.train import make_run_dir
+    from tunesmith.train.launch import plan_launch, print_plan, run_node
+
+    d = cfg.distributed
+    if d.world_size == 1:
+        console.print("distributed.num_processes x num_machines is 1: an ordinary single-process run, nothing to "
+                      "launch (use --nproc N)")
+        return
+    if seeds > 1:
+        raise ConfigError(["--seeds: repeated seeds run one process each; drop --nproc or --seeds"])
+    if d.num_machines > 1 and run_dir is None and not cfg.output.name:
+        raise ConfigError(["output.name: a multi-node run needs the same run directory on every node; set "
+                           "output.name (or pass --run-dir)"])
+    if d.machine_rank > 0:  # machine 0 made (and checked) it; with a shared disk it already exists
+        path = Path(run_dir) if run_dir else Path(cfg.output.dir) / cfg.output.name
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = make_run_dir(cfg, resume=resume, run_dir=run_dir)
+    plan = plan_launch(cfg, config, overrides, path, resume=resume)
+    print_plan(plan, echo=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
+    if dry_run:
+        console.print("dry run: nothing started. Run each node's command on that node (same paths on every node).")
+        return
+    run_node(plan, d.machine_rank)  # rank 0 prints "done" and the metrics
 
 
 @app.command()

@@ -249,6 +249,7 @@ class OutputConfig(Section):
 
 # Sections owned by other stages, defined beside their code's config files.
 from tunesmith.config.classify_schema import ClassifyConfig, NerConfig  # noqa: E402
+from tunesmith.config.distributed_schema import DistributedConfig  # noqa: E402
 from tunesmith.config.eval_schema import EvalConfig  # noqa: E402
 from tunesmith.config.prepare_schema import PrepareConfig  # noqa: E402
 from tunesmith.config.serve_schema import ServeConfig  # noqa: E402
@@ -278,6 +279,10 @@ class TunesmithConfig(Section):
     )
     ner: NerConfig = Field(default_factory=NerConfig, description="Token classification (task ner): tag scheme, labels, split.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs are written.")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig,
+        description="Scale-out: processes, machines, backend and sharding (DDP, FSDP, DeepSpeed) through accelerate.",
+    )
     serve: ServeConfig = Field(default_factory=ServeConfig, description="`tunesmith serve`: network, API keys, limits, batching.")
     preference: PreferenceConfig = Field(
         default_factory=PreferenceConfig,

@@ -57,6 +57,8 @@ class GenerationEvalCallback(TrainerCallback):
         n = self.cfg.during_training.every_n_steps
         if model is None or state.global_step == 0 or state.global_step % n:
             return control
+        if not state.is_world_process_zero:  # distributed (DDP) run: the main process scores the subset once
+            return control
         metrics = generation_metrics_for_step(model, self.tokenizer, self.examples, self.cfg,
                                               self.chat_template)
         row = {"step": state.global_step, **metrics}

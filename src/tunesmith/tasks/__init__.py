@@ -27,7 +27,9 @@ def run_task(cfg, *, resume: bool = False, run_dir=None):
         return run_pipeline(cfg, resume=resume)
     module, func = RECIPES[cfg.task].split(":")
     result = getattr(importlib.import_module(module), func)(cfg, resume=resume, run_dir=run_dir)
-    if cfg.eval.after_training and cfg.task in GENERATIVE_TASKS:
+    from tunesmith.train.distributed import is_main_process
+
+    if cfg.eval.after_training and cfg.task in GENERATIVE_TASKS and is_main_process():  # rank 0 of a distributed run
         from tunesmith.tasks.evaluate import run_eval
 
         run_eval(result.run_dir)  # writes report.json and report.html into the run directory

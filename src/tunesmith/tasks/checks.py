@@ -23,6 +23,9 @@ def environment_problems(cfg) -> list[str]:
     problems += _model_problems(cfg.model)
     problems += _label_task_problems(cfg)
     problems += _preference_problems(cfg)
+    from tunesmith.train.distributed_checks import distributed_problems
+
+    problems += distributed_problems(cfg)
     if cfg.method.name == "qlora":
         from tunesmith.methods import qlora_problems
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.data.render import resolve_chat_template
-from tunesmith.data.sft_dataset import build_sft_data, save_held_out
+from tunesmith.data.sft_cache import load_or_build_sft_data
+from tunesmith.data.sft_dataset import save_held_out
 from tunesmith.methods import apply_method, save_initial_adapter, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
 from tunesmith.tasks.prepare import data_config_from_prepared, prepare_from_config
@@ -27,13 +28,14 @@ from tunesmith.train import (
     plan_sft_batches,
     resolve_gradient_checkpointing,
 )
-
+from tunesmith.train.distributed import init_process_group, is_main_process, main_process_first, record_effective_batch
 
 
 def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> RunResult:
     from transformers import set_seed
 
     set_seed(cfg.train.seed)
+    init_process_group(cfg.distributed)  # a no-op unless started by `train --nproc N`
     run_dir = make_run_dir(cfg, resume=resume, run_dir=run_dir)
     resolved = resolve_model(cfg.model.name_or_path, gguf_file=cfg.model.gguf_file)
     tokenizer = load_tokenizer(cfg.model, resolved)
@@ -41,10 +43,13 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     tokenizer.chat_template = chat_template  # saved with the weights, so chat/serve use the same one
 
     data_cfg = cfg.data
-    if cfg.prepare is not None:  # the data-quality gate, cached by fingerprint
-        data_cfg = data_config_from_prepared(cfg, prepare_from_config(cfg, tokenizer=tokenizer))
-    data = build_sft_data(data_cfg, tokenizer, chat_template=chat_template, seed=cfg.train.seed, run_dir=run_dir)
-    save_held_out(run_dir, data)
+    with main_process_first():  # prepared and tokenised once; the other ranks reuse it by fingerprint
+        if cfg.prepare is not None:  # the data-quality gate, cached by fingerprint
+            data_cfg = data_config_from_prepared(cfg, prepare_from_config(cfg, tokenizer=tokenizer))
+        data = load_or_build_sft_data(data_cfg, tokenizer, chat_template=chat_template, seed=cfg.train.seed,
+                                      run_dir=run_dir, write=is_main_process())
+    if is_main_process():
+        save_held_out(run_dir, data)
 
     train_cfg = cfg.train
     if cfg.method.name in ("prefix", "prompt"):  # virtual tokens go before the whole row: no packing
@@ -66,16 +71,19 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     trainer = build_trainer(model, tokenizer, batches.train, batches.eval, cfg.train, run_dir,
                             data_collator=batches.collator,
                             callbacks=generation_callbacks(cfg, tokenizer, data.eval_examples, chat_template, run_dir),
+                            distributed=cfg.distributed,
                             gradient_checkpointing=checkpointing, **batches.trainer_args)
+    record_effective_batch(trainer, run_dir)
     checkpoint = last_checkpoint(run_dir) if resume else None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     metrics = trainer.evaluate() if data.eval is not None else {}
     trainer.save_state()
-    shutil.copy(Path(trainer.args.output_dir) / "trainer_state.json", run_dir / "trainer_state.json")
-    weights = save_final(trainer.model, tokenizer, run_dir, initial_adapter=initial_adapter)
-    (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+    weights = save_final(trainer.model, tokenizer, run_dir, initial_adapter=initial_adapter, trainer=trainer)
+    if is_main_process():  # one writer for the run's files
+        shutil.copy(Path(trainer.args.output_dir) / "trainer_state.json", run_dir / "trainer_state.json")
+        (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
     return RunResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
 
 
@@ -84,6 +92,8 @@ def _initial_adapter(model, run_dir: Path, resume: bool) -> Path | None:
     from peft import PeftModel
 
     folder = run_dir / "_initial_adapter"
+    if not is_main_process():  # only the main process writes the final weights
+        return None
     if resume:
         return folder if folder.exists() else None
     if isinstance(model, PeftModel) and hasattr(model.peft_config.get("default"), "init_lora_weights"):

@@ -29,7 +29,10 @@ def model_load_kwargs(method) -> dict:
     if method.name == "qlora":
         from tunesmith.methods import quantization_config
 
-        return {"quantization_config": quantization_config(method), "device_map": {"": 0}}
+        from tunesmith.train.distributed import current_world
+
+        # one GPU per process: this rank's (0 in a single-process run)
+        return {"quantization_config": quantization_config(method), "device_map": {"": current_world().local_rank}}
     return {}
 
 

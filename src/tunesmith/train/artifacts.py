@@ -26,10 +26,22 @@ class RunResult:
     model: object = None  # the trained model, in memory
 
 
-def save_final(model, tokenizer, run_dir: Path, *, initial_adapter: Path | None = None) -> Path:
-    """Write the trained weights and the tokenizer; return the folder written."""
+def save_final(model, tokenizer, run_dir: Path, *, initial_adapter: Path | None = None, trainer=None) -> Path:
+    """Write the trained weights and the tokenizer; return the folder written. In a distributed run
+    the main process writes; under FSDP / DeepSpeed every rank takes part in `trainer.save_model`,
+    which gathers the sharded weights."""
     from peft import PeftModel
 
+    from tunesmith.train.distributed import is_main_process
+
+    out = run_dir / ("adapter" if isinstance(model, PeftModel) else "model")
+    if trainer is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        trainer.save_model(str(out))
+        if is_main_process():
+            tokenizer.save_pretrained(str(out))
+        return out
+    if not is_main_process():
+        return out
     if isinstance(model, PeftModel):
         out = run_dir / "adapter"
         kwargs = {}

@@ -11,6 +11,10 @@ from pathlib import Path
 import yaml
 
 from tunesmith.errors import ConfigError
+from tunesmith.train.distributed import in_worker, is_main_process
+
+# written by `train --nproc` / `--dry-run` (tunesmith.train.launch) before the processes start
+_LAUNCH_FILES = {"accelerate_config.yaml", "deepspeed_config.json", "launch.json"}
 
 _LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers")
 
@@ -44,6 +48,9 @@ def make_run_dir(cfg, *, resume: bool = False, run_dir: str | Path | None = None
         if not path.exists():
             raise ConfigError([f"--resume: run directory {path} does not exist"])
         return path
+    if in_worker() or (path.exists() and {p.name for p in path.iterdir()} <= _LAUNCH_FILES):
+        path.mkdir(parents=True, exist_ok=True)  # the launcher made (and checked) it for this run
+        return path
     if path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
         raise ConfigError(
             [f"output: run directory {path} already exists; use --resume to continue it, "
@@ -55,6 +62,8 @@ def make_run_dir(cfg, *, resume: bool = False, run_dir: str | Path | None = None
 
 def save_run_info(run_dir: Path, cfg, *, data_fingerprint: str | None, extra: dict | None = None) -> None:
     """Write config.yaml (resolved, reloadable) and run_info.json (versions, fingerprint, ...)."""
+    if not is_main_process():
+        return
     (run_dir / "config.yaml").write_text(
         yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8"
     )

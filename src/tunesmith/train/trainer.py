@@ -11,6 +11,7 @@ from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallbac
 from tunesmith.config.schema import TrainConfig
 from tunesmith.errors import ConfigError
 from tunesmith.train.callbacks import MetricsJsonlCallback, RichProgressCallback
+from tunesmith.train.distributed import FaultInjectionCallback, decoder_layer_class, distributed_training_args
 
 
 @functools.lru_cache(maxsize=1)
@@ -153,10 +154,16 @@ def build_trainer(
     compute_metrics=None,
     callbacks=(),
     trainer_class=Trainer,
+    distributed=None,
     **arg_overrides,
 ) -> Trainer:
     """A Trainer writing metrics.jsonl into run_dir, with rich progress and optional early stopping."""
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
+    if distributed is not None:  # the `distributed` section: backend, timeout, FSDP / DeepSpeed (in a worker)
+        arg_overrides = {**distributed_training_args(distributed, run_dir, layer_class=decoder_layer_class(model)),
+                         **arg_overrides}
+    fault = FaultInjectionCallback.from_env()  # tests of failure handling only
+    callbacks = [*callbacks, fault] if fault else callbacks
     args = training_arguments(cfg, run_dir, has_eval=has_eval, **arg_overrides)
     cbs = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), RichProgressCallback(), *callbacks]
     if cfg.early_stopping_patience and has_eval:
