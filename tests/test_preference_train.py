@@ -104,6 +104,9 @@ def test_each_task_trains_and_its_weights_change(task, trained):
     metrics = json.loads((result.run_dir / "final_metrics.json").read_text())
     assert 0.0 <= metrics["pref_after_accuracy"] <= 1.0
     assert metrics["pref_before_pairs"] == metrics["pref_after_pairs"] == 2  # the same held-out pairs
+    assert "eval_loss" in metrics  # the trainer's own eval of the final weights, run once (at the last step)
+    log = json.loads((result.run_dir / "trainer_state.json").read_text())["log_history"]
+    assert sum("eval_loss" in row for row in log) == 1
     if task == "dpo":
         assert {"pref_reward_accuracy", "pref_reward_margin", "pref_before_accuracy",
                 "pref_after_chosen_logps", "pref_after_rejected_logps"} <= set(metrics)

@@ -59,7 +59,7 @@ def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str |
                                        ref_model=ref_model)
     trainer.train()
 
-    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    metrics = _final_eval(trainer)
     metrics.update(_score(cfg, trainer.model, tokenizer, held_out, before=before, reference=ref_model))
     metrics.update({f"data_{split}_prompts_cut": data.stats[split]["prompts_cut"] for split in ("train", "eval")})
     trainer.save_state()
@@ -68,6 +68,20 @@ def run_preference(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str |
     (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
     return RunResult(run_dir=run_dir, weights_dir=weights, metrics=metrics, model=trainer.model)
+
+
+def _final_eval(trainer) -> dict:
+    """The trainer's eval metrics of the final weights: those logged at the last step when the eval
+    schedule ended there and no earlier checkpoint was loaded as the best (evaluating the held-out
+    pairs again would only repeat them), else a new pass."""
+    if trainer.eval_dataset is None:
+        return {}
+    last = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), None)
+    step, best = trainer.state.global_step, trainer.state.best_global_step
+    if last is not None and last.get("step") == step and (not trainer.args.load_best_model_at_end
+                                                          or best in (None, step)):
+        return {k: v for k, v in last.items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def _load(cfg: TunesmithConfig, resolved):
