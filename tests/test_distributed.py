@@ -131,7 +131,7 @@ def test_gpu_launch_files_fsdp_and_deepspeed(tmp_path, tiny_llama_dir, monkeypat
     zero = ds["zero_optimization"]
     assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
     acc = yaml.safe_load((run / "accelerate_config.yaml").read_text())
-    assert acc["distributed_type"] == "DEEPSPEED"
+    assert acc["distributed_type"] == "DEEPSPEED" and "mixed_precision" not in acc  # accelerate refuses both
     assert acc["deepspeed_config"]["deepspeed_config_file"] == str(run.resolve() / "deepspeed_config.json")
 
 
@@ -207,6 +207,8 @@ def test_failure_report_names_the_rank(tmp_path):
 def test_fault_injection_env_is_parsed_strictly():
     from tunesmith.train.distributed import parse_fault
 
-    assert parse_fault("1:3") == (1, 3) and parse_fault("") is None
-    with pytest.raises(ValueError, match="RANK:STEP"):
-        parse_fault("one")
+    assert parse_fault("1:3") == (1, 3, "exit") and parse_fault("0:2:hang") == (0, 2, "hang")
+    assert parse_fault("") is None
+    for bad in ("one", "1:2:sleep", "1"):
+        with pytest.raises(ValueError, match="RANK:STEP"):
+            parse_fault(bad)

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from tunesmith.config.distributed_schema import DistributedConfig
 
-FAULT_ENV = "TUNESMITH_FAULT_INJECT"  # "RANK:STEP" -- tests only: that rank exits at that global step
+FAULT_ENV = "TUNESMITH_FAULT_INJECT"  # "RANK:STEP[:hang]" -- tests only: that rank exits (or hangs) at that step
 FAULT_EXIT_CODE = 17
 DEEPSPEED_FILE = "deepspeed_config.json"
 
@@ -156,23 +156,26 @@ def effective_batch(batch_size: int, grad_accum: int, world_size: int) -> dict:
             "global": batch_size * grad_accum * world_size}
 
 
-def parse_fault(value: str | None) -> tuple[int, int] | None:
-    """`"1:3"` -> (rank 1, step 3); None when unset."""
+def parse_fault(value: str | None) -> tuple[int, int, str] | None:
+    """`"1:3"` -> (rank 1, step 3, "exit"); `"1:3:hang"` -> (1, 3, "hang"); None when unset."""
     if not value:
         return None
+    parts = value.split(":")
     try:
-        rank, step = (int(x) for x in value.split(":"))
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("exit", "hang")):
+            raise ValueError
+        return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else "exit"
     except ValueError:
-        raise ValueError(f"{FAULT_ENV}={value!r}: expected RANK:STEP, e.g. 1:3") from None
-    return rank, step
+        raise ValueError(f"{FAULT_ENV}={value!r}: expected RANK:STEP or RANK:STEP:hang, e.g. 1:3") from None
 
 
 class FaultInjectionCallback(TrainerCallback):
     """For tests of failure handling only: with TUNESMITH_FAULT_INJECT=RANK:STEP set, that rank exits
-    abruptly (os._exit, no cleanup, like a crashed or killed process) when it reaches that step."""
+    abruptly (os._exit, no cleanup, like a crashed or killed process) when it reaches that step;
+    with RANK:STEP:hang it stops responding instead, so the others wait out distributed.timeout_seconds."""
 
-    def __init__(self, rank: int, step: int):
-        self.rank, self.step = rank, step
+    def __init__(self, rank: int, step: int, mode: str = "exit"):
+        self.rank, self.step, self.mode = rank, step, mode
 
     @classmethod
     def from_env(cls) -> "FaultInjectionCallback | None":
@@ -181,7 +184,13 @@ class FaultInjectionCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step and current_world().rank == self.rank:
-            print(f"{FAULT_ENV}: rank {self.rank} exits at step {self.step} (fault injection)", file=sys.stderr, flush=True)
+            verb = "hangs" if self.mode == "hang" else "exits"
+            print(f"{FAULT_ENV}: rank {self.rank} {verb} at step {self.step} (fault injection)", file=sys.stderr, flush=True)
+            if self.mode == "hang":
+                import time
+
+                while True:  # alive but silent, until the launcher terminates it
+                    time.sleep(1)
             os._exit(FAULT_EXIT_CODE)
         return control
 

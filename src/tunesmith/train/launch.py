@@ -91,6 +91,10 @@ def accelerate_config(cfg, *, precision: str, layer_class: str | None, deepspeed
         extra["deepspeed_config"] = {"deepspeed_config_file": str(deepspeed_file),
                                      "zero3_init_flag": d.strategy == "deepspeed_zero3"}
     mixed = "no" if precision == "fp32" or (d.strategy == "fsdp" and d.fsdp.mixed_precision == "no") else precision
+    if d.strategy.startswith("deepspeed"):
+        # with a deepspeed_config_file, accelerate launch refuses mixed_precision in the accelerate config
+        # (DeepSpeedPlugin._deepspeed_config_checks); the JSON's "auto" takes it from TrainingArguments
+        mixed = None
     return ClusterConfig(
         compute_environment="LOCAL_MACHINE", distributed_type=kind, mixed_precision=mixed, use_cpu=gloo,
         debug=False, num_processes=d.world_size, num_machines=d.num_machines, machine_rank=d.machine_rank,
