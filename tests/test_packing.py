@@ -41,8 +41,8 @@ def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def test_packed_row_gives_each_example_its_own_loss_and_gradients(tiny_llama_dir, attn):
     model = _tiny_model(tiny_llama_dir, attn)
     examples = _examples(model.config.vocab_size)
-    batch = PackedCollator()([{"input_ids": [e["input_ids"] for e in examples],
-                               "labels": [e["labels"] for e in examples]}])
+    rows = [{"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}]
+    batch = PackedCollator(loss_positions_only=False)(rows)
     assert batch["use_cache"] is False and "attention_mask" not in batch
     starts = [0]
     for e in examples:
@@ -51,6 +51,12 @@ def test_packed_row_gives_each_example_its_own_loss_and_gradients(tiny_llama_dir
     assert all(batch["labels"][0, s].item() == -100 for s in starts[:-1])  # no loss across a boundary
 
     packed_losses = _token_losses(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, batch["labels"])
+    n_loss_tokens = int((batch["labels"][0, 1:] != -100).sum())
+    trimmed = PackedCollator()(rows)  # logits only where a label follows: the same loss
+    assert len(trimmed["logits_to_keep"]) == n_loss_tokens < batch["input_ids"].shape[1] - 1
+    with torch.no_grad():
+        trimmed_loss = model(**trimmed).loss
+    torch.testing.assert_close(trimmed_loss, packed_losses.sum().detach() / n_loss_tokens, atol=TOL, rtol=0)
     packed_losses.sum().backward()
     packed_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()

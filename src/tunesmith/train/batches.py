@@ -32,19 +32,31 @@ AUTO_MICRO_BATCH_TOKENS = {"cpu": 1024, "cuda": 16384}
 
 
 class PackedCollator:
-    """Rows of nested examples -> one flattened row (`DataCollatorWithFlattening`) + use_cache=False."""
+    """Rows of nested examples -> one flattened row (`DataCollatorWithFlattening`) + use_cache=False.
 
-    def __init__(self, flash_attn_kwargs: bool = False):
+    With `loss_positions_only`, the batch also carries `logits_to_keep` (the positions whose next
+    token has a label) and their `shift_labels`: the model then projects only those hidden states
+    onto the vocabulary, skipping the lm_head and cross-entropy work on prompt tokens. The loss is
+    the same sum over the same tokens."""
+
+    def __init__(self, flash_attn_kwargs: bool = False, loss_positions_only: bool = True):
         from transformers import DataCollatorWithFlattening
 
         self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100,
                                                   return_flash_attn_kwargs=flash_attn_kwargs)
+        self.loss_positions_only = loss_positions_only
 
     def __call__(self, rows: list[dict]) -> dict:
         examples = [{"input_ids": ids, "labels": labels}
                     for row in rows for ids, labels in zip(row["input_ids"], row["labels"])]
         batch = self.flatten(examples)
         batch["use_cache"] = False
+        if self.loss_positions_only:
+            shifted = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=-100)
+            keep = (shifted[0] != -100).nonzero().squeeze(1)
+            if len(keep):
+                batch["logits_to_keep"] = keep
+                batch["shift_labels"] = shifted[:, keep]
         return batch
 
 
