@@ -81,6 +81,9 @@ def _n_tokens(tokenizer, text: str) -> int:
 
 def _drop_leading_tokens(tokenizer, text: str, n: int) -> str:
     """``text`` without its first ``n`` tokens, cut at a character boundary (no broken characters)."""
+    if not getattr(tokenizer, "is_fast", False):  # slow tokenizers have no offsets: decode the rest
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer.decode(ids[n:]) if n < len(ids) else ""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
     if n >= len(offsets):
