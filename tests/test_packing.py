@@ -179,3 +179,26 @@ def test_a_packed_training_step_equals_the_token_level_reference(tiny_llama_dir,
         expected = start[n] - p.grad
         for got in (one_row, two_rows, padded):
             torch.testing.assert_close(got[n], expected, rtol=1e-4, atol=TOL, msg=n)
+
+
+def test_sft_packs_by_default_and_saves_weights_with_the_cache_on(tiny_llama_dir, tmp_path):
+    import json
+
+    from tunesmith.config import validate_config
+    from tunesmith.tasks import run_task
+
+    rows = [{"instruction": f"Count to {n}.", "input": "", "output": " ".join(str(i) for i in range(n))}
+            for n in range(1, 13)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = validate_config({"model": {"name_or_path": str(tiny_llama_dir)},
+                           "data": {"train_file": str(data), "max_length": 128, "eval_split": 0.25},
+                           "method": {"name": "lora", "r": 4},
+                           "train": {"max_steps": 2, "batch_size": 4, "logging_steps": 1},
+                           "output": {"dir": str(tmp_path / "runs"), "name": "run"}})
+    result = run_task(cfg)
+    batches = json.loads((result.run_dir / "run_info.json").read_text())["batches"]
+    assert batches["mode"] == "packed" and batches["padding_fraction"] == 0.0
+    assert batches["gradient_checkpointing"] is False
+    assert "eval_loss" in result.metrics
+    assert result.model.config.use_cache is True  # the training-time switch is not saved

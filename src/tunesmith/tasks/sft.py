@@ -76,6 +76,8 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     record_effective_batch(trainer, run_dir)
     checkpoint = last_checkpoint(run_dir) if resume else None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if batches.mode == "packed":  # saved for inference, where the KV cache is wanted
+        trainer.model.config.use_cache = True
 
     metrics = trainer.evaluate() if data.eval is not None else {}
     trainer.save_state()
