@@ -5,9 +5,11 @@
   fp32, no dropout, the same seeded data order -- on this machine the curves agree bit for bit);
 - checkpoints, metrics and final weights are written once, by rank 0;
 - when rank 1 dies at step 3 (TUNESMITH_FAULT_INJECT=1:3) the job stops within seconds with an
-  error naming rank 1, and `--resume` continues from checkpoint-2 to the same curve.
+  error naming rank 1, and `--resume` continues from checkpoint-2 to the same curve;
+- when rank 1 hangs instead (1:3:hang), rank 0 gives up after distributed.timeout_seconds (15 s
+  here) and the job stops, naming rank 0 and the timeout -- no endless wait.
 
-About 2-3 minutes on 2 CPU cores (process start-up dominates), hence `integration`.
+About 3-4 minutes on 2 CPU cores (process start-up dominates), hence `integration`.
 """
 
 from __future__ import annotations
@@ -118,3 +120,13 @@ def test_dead_rank_stops_the_job_and_resume_continues(setup):
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     assert len(json.loads((run / "run_info.json").read_text())["previous_starts"]) == 1
+
+
+def test_hung_rank_is_bounded_by_the_timeout(setup):
+    root, cfg_path, _ = setup
+    res, seconds = _train(cfg_path, "output.name=hang", "--nproc", "2", "distributed.timeout_seconds=15",
+                          env={"TUNESMITH_FAULT_INJECT": "1:3:hang"})
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "rank 1 hangs at step 3" in res.stderr
+    assert "distributed run stopped: rank 0 (local rank 0" in res.stderr, res.stderr[-3000:]
+    assert seconds < 200  # start-up + 15 s timeout + teardown; without the timeout it would wait 30 minutes

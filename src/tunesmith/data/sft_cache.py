@@ -28,11 +28,13 @@ def sft_data_key(cfg: DataConfig, tokenizer, chat_template: str | None, seed: in
 
 
 def load_or_build_sft_data(cfg: DataConfig, tokenizer, *, chat_template: str | None, seed: int, run_dir: Path,
-                           write: bool = True) -> SftData:
+                           write: bool = True, cache: bool = True) -> SftData:
     """The cached datasets when present; else build them (writing the quarantine and the cache only
-    when `write`, i.e. on the main process)."""
+    when `write`, i.e. on the main process). `cache=False` (a single-process run) just builds."""
     from datasets import load_from_disk
 
+    if not cache:
+        return build_sft_data(cfg, tokenizer, chat_template=chat_template, seed=seed, run_dir=run_dir)
     folder = Path(run_dir) / "cache" / f"sft-{sft_data_key(cfg, tokenizer, chat_template, seed)}"
     meta_path = folder / "meta.json"
     if meta_path.exists():

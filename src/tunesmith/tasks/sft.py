@@ -28,7 +28,9 @@ from tunesmith.train import (
     plan_sft_batches,
     resolve_gradient_checkpointing,
 )
-from tunesmith.train.distributed import init_process_group, is_main_process, main_process_first, record_effective_batch
+from tunesmith.train.distributed import (
+    in_worker, init_process_group, is_main_process, main_process_first, record_effective_batch,
+)
 
 
 def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path | None = None) -> RunResult:
@@ -47,7 +49,7 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
         if cfg.prepare is not None:  # the data-quality gate, cached by fingerprint
             data_cfg = data_config_from_prepared(cfg, prepare_from_config(cfg, tokenizer=tokenizer))
         data = load_or_build_sft_data(data_cfg, tokenizer, chat_template=chat_template, seed=cfg.train.seed,
-                                      run_dir=run_dir, write=is_main_process())
+                                      run_dir=run_dir, write=is_main_process(), cache=in_worker())
     if is_main_process():
         save_held_out(run_dir, data)
 
