@@ -202,3 +202,12 @@ def test_sft_packs_by_default_and_saves_weights_with_the_cache_on(tiny_llama_dir
     assert batches["gradient_checkpointing"] is False
     assert "eval_loss" in result.metrics
     assert result.model.config.use_cache is True  # the training-time switch is not saved
+
+
+def test_flash_attention_gets_the_varlen_boundaries():
+    rows = [{"input_ids": [[5, 6, 7], [8, 9]], "labels": [[-100, 6, 7], [-100, 9]]}]
+    batch = PackedCollator(flash_attn_kwargs=True)(rows)
+    assert batch["cu_seq_lens_q"].tolist() == batch["cu_seq_lens_k"].tolist() == [0, 3, 5]
+    assert batch["max_length_q"] == batch["max_length_k"] == 3
+    assert batch["logits_to_keep"].tolist() == [0, 1, 3]  # positions whose next token has a label
+    assert batch["shift_labels"].tolist() == [[6, 7, 9]]
