@@ -175,6 +175,23 @@ def test_adapters_are_chosen_per_request(server):
     assert len(set(outs.values())) >= 2, outs
 
 
+def test_mixed_adapter_batch_answers_as_single_adapter_batches(server):
+    """A batch of one adapter runs with that adapter active (or adapters off for the base); a mixed
+    batch goes through peft's adapter_names: both give each model its own answer."""
+    body = {"messages": HELLO, "max_tokens": 6, "temperature": 0}
+    models = ["alpha", "beta", "alpha-base"]
+
+    async def go():
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
+            alone = [(await c.post(server + "/v1/chat/completions", json={**body, "model": m})).json() for m in models]
+            mixed = await asyncio.gather(*(c.post(server + "/v1/chat/completions", json={**body, "model": m})
+                                           for m in models))
+            return alone, [r.json() for r in mixed]
+    alone, mixed = asyncio.run(go())
+    texts = [[r["choices"][0]["message"]["content"] for r in rs] for rs in (alone, mixed)]
+    assert texts[0] == texts[1] and len(set(texts[0])) >= 2, texts
+
+
 def test_concurrent_requests_are_batched(server):
     async def go():
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:

@@ -41,6 +41,7 @@ class ServedModel:
     base_name: str
     adapters: dict[str, Path] = field(default_factory=dict)  # model id -> adapter folder
     is_classifier: bool = False
+    predictor: object = None  # tasks.predict.Predictor for a classify run (its labels, head and max_length)
 
     @property
     def model_ids(self) -> list[str]:
@@ -82,6 +83,8 @@ def load_served(target: str, adapters: list[tuple[str, Path]] = (), *, name: str
     served_adapters: dict[str, Path] = {}
     if is_run:
         cfg = read_run_config(path)
+        if cfg.task in ("classify", "ner"):
+            return _classifier_run(path, cfg.task, name, adapters)
         wdir = weights_dir(path)
         model_cfg = cfg.model
         template = cfg.model.chat_template
@@ -123,6 +126,21 @@ def load_served(target: str, adapters: list[tuple[str, Path]] = (), *, name: str
     is_classifier = type(getattr(model, "base_model", model)).__name__.endswith("ForSequenceClassification") or \
         type(model).__name__.endswith("ForSequenceClassification")
     return ServedModel(model, tokenizer, template, base_name, served_adapters, is_classifier)
+
+
+def _classifier_run(path: Path, task: str, name: str | None, adapters) -> ServedModel:
+    """A classify run, loaded the way `tunesmith predict` loads it (classification head, the
+    run's labels.json, its adapter if any, its max_length), for POST /v1/classify."""
+    if task == "ner":
+        raise ModelError(f"{path} is an ner run; token tagging has no OpenAI-style route here: "
+                         f"use `tunesmith predict {path} --text ...`")
+    if adapters:
+        raise ConfigError([f"--adapter: {path} is a classify run; extra adapters are only for generative runs"])
+    from tunesmith.tasks.predict import Predictor
+
+    predictor = Predictor(path)
+    return ServedModel(predictor.model, predictor.tokenizer, None, check_name(name or path.resolve().name),
+                       is_classifier=True, predictor=predictor)
 
 
 def _architectures(model_cfg) -> list[str]:

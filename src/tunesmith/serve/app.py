@@ -121,9 +121,13 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
         return JSONResponse({"error": {"message": msg, "type": "invalid_request_error", "code": "schema_error",
                                        "param": None}, "detail": detail}, status_code=422)
 
-    def _admit(request: Request) -> None:
+    def _admit(request: Request, generative: bool | None = None) -> None:
         key = check_bearer(request.headers.get("authorization"), keys)
         limiter.check(key or (request.client.host if request.client else "anonymous"))
+        if generative is True and served.is_classifier:
+            raise ApiError(400, "this server serves a classifier: use POST /v1/classify", param="model")
+        if generative is False and not served.is_classifier:
+            raise ApiError(400, "this server serves a generative model; use /v1/chat/completions", param="model")
 
     def _max_tokens(req) -> int:
         n = getattr(req, "max_completion_tokens", None) or req.max_tokens or min(cfg.default_max_tokens, cfg.max_tokens_limit)
@@ -141,8 +145,6 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
         return ids
 
     async def _run(request, req, prompts: list[list[int]], kind: str):
-        if served.is_classifier:
-            raise ApiError(400, "this server serves a classifier: use POST /v1/classify", param="model")
         adapter = served.adapter_for(req.model)
         max_tokens = _max_tokens(req)
         gate: ConcurrencyGate = state["gate"]
@@ -233,7 +235,7 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
-        _admit(request)
+        _admit(request, generative=True)
         messages = [{"role": m.role, "content": _text_of(m.content)} for m in req.messages]
         try:
             ids = encode_prompt(tok, messages, served.chat_template)
@@ -243,7 +245,7 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request):
-        _admit(request)
+        _admit(request, generative=True)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if not prompts or (req.stream and len(prompts) != 1):
             raise ApiError(400, "give one prompt (or a list of prompts without stream)", param="prompt")
@@ -258,17 +260,12 @@ def create_app(served: ServedModel, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/classify")
     async def classify(req: ClassifyRequest, request: Request):
-        _admit(request)
-        if not served.is_classifier:
-            raise ApiError(400, "this server serves a generative model; use /v1/chat/completions", param="model")
+        _admit(request, generative=False)
         served.adapter_for(req.model)
         texts = [req.input] if isinstance(req.input, str) else req.input
         async with state["gate"]:
-            probs = await asyncio.to_thread(_classify, served, texts)
-        labels = served.model.config.id2label
-        return {"object": "list", "model": req.model, "data": [
-            {"index": i, "label": labels[int(p.argmax())], "score": float(p.max()),
-             "scores": {labels[k]: float(v) for k, v in enumerate(p)}} for i, p in enumerate(probs)]}
+            rows = await asyncio.to_thread(_classify, served, texts)
+        return {"object": "list", "model": req.model, "data": [{"index": i, **row} for i, row in enumerate(rows)]}
 
     @app.get("/health")
     async def health():
@@ -290,12 +287,20 @@ def _with_body_limit(app: FastAPI, max_bytes: int) -> FastAPI:
     return app
 
 
-def _classify(served: ServedModel, texts: list[str]):
+def _classify(served: ServedModel, texts: list[str]) -> list[dict]:
+    """Per text: ``label`` + ``score`` (its probability) + ``scores`` (all labels); a multi-label
+    run gives ``labels`` (those at >= 0.5) and a regression run only ``score``."""
     import torch
 
+    if served.predictor is not None:  # a classify run: its own labels, problem type and max_length
+        names = {"confidence": "score", "probabilities": "scores"}
+        return [{names.get(k, k): v for k, v in row.items() if k != "text"} for row in served.predictor.classify(texts)]
     enc = served.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
-        return torch.softmax(served.model(**enc).logits.float(), dim=-1)
+        probs = torch.softmax(served.model(**enc).logits.float(), dim=-1)
+    labels = served.model.config.id2label
+    return [{"label": labels[int(p.argmax())], "score": float(p.max()),
+             "scores": {labels[k]: float(v) for k, v in enumerate(p)}} for p in probs]
 
 
 def run_server(served: ServedModel, cfg: ServeConfig) -> None:

@@ -14,11 +14,13 @@ import asyncio
 import queue
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from tunesmith.serve.adapters import BASE_ADAPTER
 from tunesmith.serve.stops import find_stop
 
 
@@ -148,13 +150,29 @@ class Batcher:
             kwargs.update(temperature=max(first.temperature, 1e-5), top_p=first.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if self.uses_adapters:
-            kwargs["adapter_names"] = [j.adapter for j in jobs]
-        self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+        with self._adapters_for(jobs, kwargs):
+            self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
         self.batches_run += 1
         for j in jobs:
             if not j.done:  # generate() ended it (its overall max_new_tokens): a length stop
                 _finish(j, "length")
+
+
+    def _adapters_for(self, jobs: list[Job], kwargs: dict):
+        """One adapter for the whole batch: make it the active one (or switch adapters off for the
+        base model) so LoRA layers skip peft's per-adapter gather/scatter; a mix of adapters goes
+        through ``adapter_names=``."""
+        if not self.uses_adapters:
+            return nullcontext()
+        names = {j.adapter for j in jobs}
+        if len(names) > 1:
+            kwargs["adapter_names"] = [j.adapter for j in jobs]
+            return nullcontext()
+        name = names.pop()
+        if name == BASE_ADAPTER:
+            return self.model.disable_adapter()
+        self.model.set_adapter(name)
+        return nullcontext()
 
 
 def _set_result(future: asyncio.Future, job: Job):
