@@ -212,3 +212,24 @@ def test_fault_injection_env_is_parsed_strictly():
     for bad in ("one", "1:2:sleep", "1"):
         with pytest.raises(ValueError, match="RANK:STEP"):
             parse_fault(bad)
+
+
+def test_dry_run_for_gpu_nodes_from_a_cpu_machine(tmp_path, tiny_llama_dir):
+    """A login node without GPUs can still write the FSDP files and print accelerate commands; what it
+    lacks is a note, while a real config error still fails."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has GPUs")
+    raw = _raw(tmp_path, tiny_llama_dir, num_processes=8, backend="nccl", strategy="fsdp")
+    raw["output"]["name"] = "gpu"
+    res = CliRunner().invoke(app, ["train", _write(tmp_path, raw), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "note (this machine, not necessarily the nodes): distributed.strategy: fsdp needs CUDA GPUs" in text
+    assert "node 0: accelerate launch --config_file" in text
+    res = CliRunner().invoke(app, ["train", _write(tmp_path, raw), "--dry-run", "data.train_file=missing.jsonl"])
+    assert res.exit_code == 2 and "file not found" in res.output
+    # without --dry-run the same config is refused on this machine
+    res = CliRunner().invoke(app, ["train", _write(tmp_path, raw)])
+    assert res.exit_code == 2 and "fsdp needs CUDA GPUs" in " ".join(res.output.split())

@@ -3,6 +3,7 @@
 - two processes give the same loss curve as one process with the same global batch
   (1 process x grad_accum 2 == 2 processes x grad_accum 1; tolerance 1e-5 absolute per logged step,
   fp32, no dropout, the same seeded data order -- on this machine the curves agree bit for bit);
+- the validation loss, gathered over both ranks, equals the one-process figure;
 - checkpoints, metrics and final weights are written once, by rank 0;
 - when rank 1 dies at step 3 (TUNESMITH_FAULT_INJECT=1:3) the job stops within seconds with an
   error naming rank 1, and `--resume` continues from checkpoint-2 to the same curve;
@@ -47,10 +48,10 @@ def setup(tmp_path_factory, tiny_llama_dir):
     data.write_text("\n".join(json.dumps(r) for r in ROWS * 2) + "\n")
     raw = {
         "model": {"name_or_path": str(tiny_llama_dir)},
-        "data": {"train_file": str(data), "max_length": 64, "eval_split": 0.0},
+        "data": {"train_file": str(data), "max_length": 64, "eval_split": 0.25},
         "method": {"name": "full"},  # no dropout anywhere in the tiny Llama
         "train": {"max_steps": 4, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3, "warmup_ratio": 0.0,
-                  "lr_scheduler": "constant", "logging_steps": 1, "precision": "fp32", "save_steps": 2,
+                  "lr_scheduler": "constant", "logging_steps": 1, "precision": "fp32", "save_steps": 2, "eval_steps": 2,
                   "save_total_limit": 5},
         "output": {"dir": str(root / "runs")},
         "distributed": {"main_process_port": _free_port(), "timeout_seconds": 60},
@@ -60,15 +61,15 @@ def setup(tmp_path_factory, tiny_llama_dir):
     # the reference: one process, two micro-batches per step (the same global batch as 2 x 1)
     one = raw | {"train": raw["train"] | {"grad_accum": 2}, "output": raw["output"] | {"name": "one"}}
     run_task(validate_config(one))
-    return root, cfg_path, _losses(root / "runs" / "one")
+    return root, cfg_path, _losses(root / "runs" / "one"), _losses(root / "runs" / "one", "eval_loss")
 
 
-def _losses(run_dir) -> dict[int, float]:
+def _losses(run_dir, key: str = "loss") -> dict[int, float]:
     out = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
-        if "loss" in row:
-            out[row["step"]] = row["loss"]  # a resumed run logs the replayed steps again: keep the last
+        if key in row:
+            out[row["step"]] = row[key]  # a resumed run logs the replayed steps again: keep the last
     return out
 
 
@@ -81,7 +82,7 @@ def _train(cfg_path, *args, env=None):
 
 
 def test_two_processes_match_one_and_write_once(setup):
-    root, cfg_path, reference = setup
+    root, cfg_path, reference, reference_eval = setup
     res, _ = _train(cfg_path, "output.name=two", "--nproc", "2")
     assert res.returncode == 0, res.stderr[-3000:]
     run = root / "runs" / "two"
@@ -89,6 +90,11 @@ def test_two_processes_match_one_and_write_once(setup):
     assert sorted(losses) == [1, 2, 3, 4] == sorted(reference)
     for step, loss in reference.items():
         assert abs(losses[step] - loss) <= TOLERANCE, (step, losses[step], loss)
+    # validation loss gathered over both ranks' shards equals the one-process figure
+    evals = _losses(run, "eval_loss")
+    assert sorted(evals) == [2, 4] == sorted(reference_eval)
+    for step, loss in reference_eval.items():
+        assert abs(evals[step] - loss) <= TOLERANCE, (step, evals[step], loss)
     # rank 0 alone writes: one metrics row per step, one folder per checkpoint, each saved once
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -103,7 +109,7 @@ def test_two_processes_match_one_and_write_once(setup):
 
 
 def test_dead_rank_stops_the_job_and_resume_continues(setup):
-    root, cfg_path, reference = setup
+    root, cfg_path, reference, _ = setup
     res, seconds = _train(cfg_path, "output.name=crash", "--nproc", "2", env={"TUNESMITH_FAULT_INJECT": "1:3"})
     assert res.returncode == 2, res.stderr[-3000:]
     assert "rank 1 (local rank 1" in res.stderr and "failed first: exit code 17" in res.stderr
@@ -123,7 +129,7 @@ def test_dead_rank_stops_the_job_and_resume_continues(setup):
 
 
 def test_hung_rank_is_bounded_by_the_timeout(setup):
-    root, cfg_path, _ = setup
+    root, cfg_path, _, _ = setup
     res, seconds = _train(cfg_path, "output.name=hang", "--nproc", "2", "distributed.timeout_seconds=15",
                           env={"TUNESMITH_FAULT_INJECT": "1:3:hang"})
     assert res.returncode == 2, res.stderr[-3000:]
