@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -58,16 +59,11 @@ def resolve_backend(cfg: DistributedConfig) -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
-def uses_sharding(cfg: DistributedConfig) -> bool:
-    """FSDP and DeepSpeed shard weights: every rank must take part in forward passes and in saving."""
-    return cfg.strategy != "ddp"
-
-
 def init_process_group(cfg: DistributedConfig):
-    """In a worker, set up accelerate's PartialState (the torch process group) with the configured
-    backend and timeout, before any data work, so main_process_first can order the ranks. DeepSpeed
-    sets up its own group inside TrainingArguments."""
-    if not in_worker() or cfg.strategy.startswith("deepspeed"):
+    """In a worker, set up accelerate's PartialState (the torch process group; under `accelerate launch`
+    with DeepSpeed, DeepSpeed's) with the configured backend and timeout, before any data work, so
+    main_process_first can order the ranks."""
+    if not in_worker():
         return None
     import torch
     from accelerate import PartialState
@@ -77,7 +73,7 @@ def init_process_group(cfg: DistributedConfig):
 
 
 @contextlib.contextmanager
-def main_process_first(desc: str = "work"):
+def main_process_first():
     """Run the block on the main process first; the other ranks run it afterwards (and find its cache)."""
     if not in_worker():
         yield
@@ -86,6 +82,15 @@ def main_process_first(desc: str = "work"):
 
     with PartialState().main_process_first():
         yield
+
+
+def same_on_all_ranks(value: str) -> str:
+    """Rank 0's value on every rank (e.g. a run directory named by the clock)."""
+    if not in_worker():
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]
 
 
 def decoder_layer_class(model) -> str | None:
@@ -205,8 +210,6 @@ def record_effective_batch(trainer, run_dir: Path, echo=print) -> dict:
              f"{batch['grad_accum']} grad accum x {batch['world_size']} process(es)")
         path = Path(run_dir) / "run_info.json"
         if path.exists():
-            import json
-
             info = json.loads(path.read_text(encoding="utf-8"))
             info["effective_batch"] = batch
             info["distributed"] = {"world_size": args.world_size, "backend": args.ddp_backend,

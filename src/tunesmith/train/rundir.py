@@ -11,10 +11,8 @@ from pathlib import Path
 import yaml
 
 from tunesmith.errors import ConfigError
-from tunesmith.train.distributed import in_worker, is_main_process
-
-# written by `train --nproc` / `--dry-run` (tunesmith.train.launch) before the processes start
-_LAUNCH_FILES = {"accelerate_config.yaml", "deepspeed_config.json", "launch.json"}
+from tunesmith.train.distributed import in_worker, is_main_process, same_on_all_ranks
+from tunesmith.train.launch import LAUNCH_FILES  # written by `train --nproc` / `--dry-run` before the processes start
 
 _LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers")
 
@@ -44,11 +42,13 @@ def make_run_dir(cfg, *, resume: bool = False, run_dir: str | Path | None = None
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = root / f"{cfg.task}-{cfg.method.name}-{stamp}"
+    if in_worker() and run_dir is None and not cfg.output.name:
+        path = Path(same_on_all_ranks(str(path)))  # started without --run-dir: rank 0's timestamped name
     if resume:
         if not path.exists():
             raise ConfigError([f"--resume: run directory {path} does not exist"])
         return path
-    if in_worker() or (path.exists() and {p.name for p in path.iterdir()} <= _LAUNCH_FILES):
+    if in_worker() or (path.exists() and {p.name for p in path.iterdir()} <= set(LAUNCH_FILES)):
         path.mkdir(parents=True, exist_ok=True)  # the launcher made (and checked) it for this run
         return path
     if path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
