@@ -172,7 +172,10 @@ def test_non_sft_task_is_refused_with_nproc(tmp_path, tiny_llama_dir):
 
     raw = _raw(tmp_path, tiny_llama_dir, num_processes=2)
     raw["task"], raw["data"]["format"] = "classify", "classification"
-    assert any("wired for task sft" in p for p in environment_problems(validate_config(raw)))
+    assert any("wired for task sft; task classify" in p for p in environment_problems(validate_config(raw)))
+    raw = _raw(tmp_path, tiny_llama_dir, num_processes=2)
+    raw["stages"] = [{"task": "sft"}, {"task": "dpo"}]
+    assert any("a `stages` pipeline runs in one process" in p for p in environment_problems(validate_config(raw)))
 
 
 def test_tokenised_data_is_cached_by_fingerprint(tmp_path, tiny_llama_dir, tiny_tokenizer):

@@ -22,8 +22,9 @@ def distributed_problems(cfg) -> list[str]:
 
     cuda = torch.cuda.is_available()
     out: list[str] = []
-    if d.world_size > 1 and cfg.task != "sft":
-        out.append(f"distributed.num_processes: distributed runs are wired for task sft; task {cfg.task} runs in "
+    if d.world_size > 1 and (cfg.task != "sft" or cfg.stages):
+        what = "a `stages` pipeline" if cfg.stages else f"task {cfg.task}"
+        out.append(f"distributed.num_processes: distributed runs are wired for task sft; {what} runs in "
                    "one process for now (set distributed.num_processes: 1, or drop --nproc)")
     if d.strategy != "ddp" and not cuda:
         out.append(f"distributed.strategy: {d.strategy} needs CUDA GPUs; accelerate turns FSDP and DeepSpeed on only "
