@@ -68,6 +68,13 @@ def init_process_group(cfg: DistributedConfig):
     import torch
     from accelerate import PartialState
 
+    if not is_main_process():  # one console: rank 0 logs, the others only report errors
+        import datasets
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     return PartialState(cpu=not torch.cuda.is_available(), backend=resolve_backend(cfg),
                         timeout=_dt.timedelta(seconds=cfg.timeout_seconds))
 
