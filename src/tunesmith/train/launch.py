@@ -103,6 +103,20 @@ def accelerate_config(cfg, *, precision: str, layer_class: str | None, deepspeed
     )
 
 
+def _target_precision(cfg) -> str:
+    """train.precision as the nodes will resolve it. Commands for GPU nodes may be prepared on a
+    machine without one: there `auto` is written as bf16 (the workers still resolve it themselves,
+    and TrainingArguments' bf16/fp16 decide)."""
+    import torch
+
+    from tunesmith.train.trainer import resolve_precision
+
+    requested = cfg.train.precision
+    if resolve_backend(cfg.distributed) == "gloo" or torch.cuda.is_available():
+        return resolve_precision(requested)
+    return "bf16" if requested == "auto" else requested
+
+
 def worker_args(config_path: Path, overrides: list[str], run_dir: Path, resume: bool) -> list[str]:
     """What each process runs: `python -m tunesmith.cli train ...` with the same config and overrides."""
     args = ["tunesmith.cli", "train", str(Path(config_path).resolve()), *overrides, "--run-dir", str(run_dir)]
@@ -122,8 +136,6 @@ def node_command(cfg, launcher: str, machine_rank: int, run_dir: Path, worker: l
 
 def plan_launch(cfg, config_path: Path, overrides: list[str], run_dir: Path, *, resume: bool) -> LaunchPlan:
     """Write the launcher files into `run_dir` and return the command of every node."""
-    from tunesmith.train.trainer import resolve_precision
-
     d: DistributedConfig = cfg.distributed
     run_dir = Path(run_dir).resolve()
     launcher = "torchrun" if resolve_backend(d) == "gloo" else "accelerate"
@@ -134,8 +146,7 @@ def plan_launch(cfg, config_path: Path, overrides: list[str], run_dir: Path, *, 
         ds_file.write_text(json.dumps(deepspeed_config_dict(d), indent=2) + "\n", encoding="utf-8")
         files.append(ds_file)
     layer = model_layer_class(cfg) if d.strategy == "fsdp" else None
-    acc = accelerate_config(cfg, precision=resolve_precision(cfg.train.precision), layer_class=layer,
-                            deepspeed_file=ds_file)
+    acc = accelerate_config(cfg, precision=_target_precision(cfg), layer_class=layer, deepspeed_file=ds_file)
     acc.to_yaml_file(run_dir / ACCELERATE_FILE)
     files.append(run_dir / ACCELERATE_FILE)
     worker = worker_args(config_path, overrides, run_dir, resume)
