@@ -210,7 +210,8 @@ class TrainConfig(Section):
     )
     group_by_length: bool = Field(
         True,
-        description="SFT without packing: batch examples of similar length together (less padding); "
+        description="SFT without packing, classify and NER: batch examples of similar length together "
+        "(less padding); "
         "the order of batches is still shuffled.",
     )
     pad_to_multiple_of: int = Field(8, ge=1, description="Pad padded batches to a multiple of this many tokens.")

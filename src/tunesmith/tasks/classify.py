@@ -15,7 +15,7 @@ from tunesmith.eval.classify_metrics import classification_compute_metrics, writ
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_tokenizer, resolve_model
 from tunesmith.tasks.predict import load_labelled_model, save_labels
-from tunesmith.train import RunResult, build_trainer, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, build_trainer, length_grouped, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.classify_data import build_classify_data
 from tunesmith.train.weighted import classification_trainer_class, llrd_optimizer
 
@@ -48,6 +48,7 @@ def run_classify(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | P
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=classification_compute_metrics(ccfg.problem_type, data.label_map.labels),
         trainer_class=classification_trainer_class(data.class_weights, ccfg.problem_type, optimizer),
+        **length_grouped(cfg.train),
         **_best_metric(cfg, BEST_METRIC[ccfg.problem_type]),
     )
     checkpoint = last_checkpoint(run_dir) if resume else None

@@ -15,7 +15,7 @@ from tunesmith.eval.classify_metrics import ner_compute_metrics, write_ner_test
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_tokenizer, resolve_model
 from tunesmith.tasks.predict import load_labelled_model, save_labels
-from tunesmith.train import RunResult, build_trainer, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, build_trainer, length_grouped, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.classify_data import weight_vector
 from tunesmith.train.ner_data import build_ner_data
 from tunesmith.train.weighted import classification_trainer_class, llrd_optimizer
@@ -55,6 +55,7 @@ def run_ner(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
         data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8),
         compute_metrics=ner_compute_metrics(labels, data.scheme),
         trainer_class=classification_trainer_class(weights, "single_label", optimizer),
+        **length_grouped(cfg.train),
         **({"metric_for_best_model": "eval_f1", "greater_is_better": True}
            if cfg.train.metric_for_best == "eval_loss" else {}),
     )

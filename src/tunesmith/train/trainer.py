@@ -88,6 +88,12 @@ def resolve_gradient_checkpointing(setting: bool | str, model_config=None, micro
     return activation_bytes(model_config, micro_batch_tokens) > available_memory_bytes() // 2
 
 
+def length_grouped(train_cfg: TrainConfig) -> dict:
+    """Trainer arguments for padded tasks (classify, NER): with `train.group_by_length`, batches hold
+    examples of similar length (transformers' LengthGroupedSampler), so less of each batch is padding."""
+    return {"train_sampling_strategy": "group_by_length"} if train_cfg.group_by_length else {}
+
+
 def training_arguments(cfg: TrainConfig, run_dir: Path, *, has_eval: bool, **overrides) -> TrainingArguments:
     """TrainingArguments for the run; checkpoints go to run_dir/checkpoints."""
     precision = resolve_precision(cfg.precision)
