@@ -88,7 +88,7 @@ def test_long_prompt_is_cut_from_the_left_counted_and_listed(tiny_tokenizer, tmp
     assert len(data.train) == 5 and data.stats["train"]["prompts_cut"] == 1
     cut = next(r["prompt"] for r in data.train if "capital of France?" in r["prompt"])
     assert len(tiny_tokenizer(cut, add_special_tokens=False)["input_ids"]) <= 48
-    assert cut.startswith("<|im_start|>system\nAnswer the question.<|im_end|>\n<|im_start|>user\n")
+    assert cut.startswith("<|im_start|>system\n")  # the markup stays; the system text is cut before the question
     assert cut.endswith("What is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
     assert "Say hi" not in cut  # the earlier turn went first
     listed = [json.loads(line) for line in (tmp_path / "truncated_prompts.jsonl").read_text().splitlines()]
@@ -96,3 +96,16 @@ def test_long_prompt_is_cut_from_the_left_counted_and_listed(tiny_tokenizer, tmp
     assert not (tmp_path / "quarantine.jsonl").exists()
     # a limit below the template's own markup cannot be met: quarantined, not emptied silently
     assert truncate_prompt_left(tiny_tokenizer, rows[0]["prompt"], 4, None) is None
+
+
+def test_left_cut_keeps_whole_characters_of_chinese(tiny_tokenizer):
+    """Byte-level BPE spreads a Chinese character over several tokens; a cut never splits one."""
+    from tunesmith.train.preference_data import truncate_prompt_left
+
+    question = "患者咳嗽发热，建议就医。" * 6 + "这家酒店很好？"
+    msgs = [{"role": "user", "content": question}]
+    for limit in range(12, 40, 3):
+        cut = truncate_prompt_left(tiny_tokenizer, msgs, limit, None)
+        rendered = render_prompt(tiny_tokenizer, cut)
+        assert len(tiny_tokenizer(rendered, add_special_tokens=False)["input_ids"]) <= limit
+        assert question.endswith(cut[0]["content"]) and "\ufffd" not in cut[0]["content"]

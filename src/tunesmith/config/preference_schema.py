@@ -41,8 +41,8 @@ class PreferenceConfig(BaseModel):
     prompt_truncation: Literal["quarantine", "left"] = Field(
         "quarantine",
         description="What to do with a prompt over max_prompt_length: `quarantine` the pair, or cut it from the "
-        "`left` (earlier turns first, then the start of the last user message; the system message, the end of "
-        "the question and the template markup stay). Cuts are counted in final_metrics.json and listed in "
+        "`left` (earlier turns first, then the start of the system message, then the start of the last user "
+        "message; the end of the question and the template markup stay). Cuts are counted in final_metrics.json and listed in "
         "truncated_prompts.jsonl.",
     )
     max_length: int | None = Field(

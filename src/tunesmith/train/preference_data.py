@@ -13,8 +13,8 @@ undesirable row.
 
 A prompt over ``max_prompt_length`` tokens is quarantined, or with ``prompt_truncation="left"``
 cut from the left (TRL 1.16's DPO only cuts at the end, which would drop the reply): earlier
-turns go first, then the start of the last user message, so the end of the question, the system
-message and the template's markup stay. Every cut is counted in the stats and listed in
+turns go first, then the start of the system message, then the start of the last user message,
+so the end of the question and the template's markup stay. Every cut is counted in the stats and listed in
 ``truncated_prompts.jsonl`` (file, line, tokens before and after).
 """
 
@@ -86,21 +86,24 @@ def _drop_leading_tokens(tokenizer, text: str, n: int) -> str:
         return tokenizer.decode(ids[n:]) if n < len(ids) else ""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
-    if n >= len(offsets):
-        return ""
-    return text[offsets[n][0]:]
+    if n <= 0:
+        return text
+    # byte-level BPE splits one character over several tokens: cut after the whole character
+    end = offsets[min(n, len(offsets)) - 1][1]
+    return next((text[start:] for start, _ in offsets[n:] if start >= end), "")
 
 
 def truncate_prompt_left(tokenizer, messages: list[dict], limit: int,
                          chat_template: str | None) -> list[dict] | None:
     """Prompt turns whose rendered prompt fits in ``limit`` tokens, cut from the left: whole turns
-    before the last user message first, then the start of that message. None when even the
-    system message and the template markup do not fit."""
+    before the last user message first, then the start of the system message, then the start of
+    the last user message (so as much of the question's end as possible stays). None when even
+    the template markup does not fit."""
     msgs = [dict(m) for m in messages]
     last_user = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=None)
     if last_user is None:
         return None
-    for _ in range(16):  # a cut can re-tokenize a few tokens differently; re-measure and cut again
+    for _ in range(32):  # a cut can re-tokenize a few tokens differently; re-measure and cut again
         excess = _n_tokens(tokenizer, render_prompt(tokenizer, msgs, chat_template)) - limit
         if excess <= 0:
             return msgs
@@ -110,9 +113,10 @@ def truncate_prompt_left(tokenizer, messages: list[dict], limit: int,
             del msgs[first:nxt]
             last_user -= nxt - first
             continue
-        if not msgs[last_user]["content"]:
+        i = next((k for k in range(last_user) if msgs[k]["role"] == "system" and msgs[k]["content"]), last_user)
+        if not msgs[i]["content"]:
             return None
-        msgs[last_user]["content"] = _drop_leading_tokens(tokenizer, msgs[last_user]["content"], excess)
+        msgs[i]["content"] = _drop_leading_tokens(tokenizer, msgs[i]["content"], excess)
     return None
 
 
