@@ -106,6 +106,12 @@ def test_int8_reports_size_speed_and_quality(exported):
     q = load_int8(out / "int8")
     ids = probe_ids(AutoTokenizer.from_pretrained(out / "int8"))
     assert logits_of(q, ids).shape[-1] == q.config.vocab_size
+    # Decoder matrices are int8 with per-channel scales; the output layer stays float.
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    proj = q.model.layers[0].self_attn.q_proj
+    assert isinstance(proj, DynamicInt8Linear) and proj.weight().qscheme() == torch.per_channel_affine
+    assert type(q.get_output_embeddings()) is torch.nn.Linear
 
 
 def test_int8_and_gguf_quality_is_measured_on_held_out_answers(lora_run, exported):

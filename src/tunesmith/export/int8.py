@@ -1,8 +1,11 @@
 """Dynamic int8 quantisation of a merged model for CPU inference.
 
-Linear layers get int8 weights and dynamically quantised activations
-(``torch.ao.quantization.quantize_dynamic``); embeddings and norms stay in float. The result is
-saved as a state dict beside the merged model's config, and rebuilt by ``load_int8``.
+Linear layers get int8 weights (one scale per output channel) and dynamically quantised
+activations (``torch.ao.quantization.quantize_dynamic``); embeddings, norms and the output layer
+stay in float: the output layer decides every token (and is tied to the embeddings in SmolLM2). The
+first version (one scale per tensor, output layer included) dropped the demo run's held-out
+token accuracy from 0.998 to 0.908. The result is saved as a state dict beside the merged model's
+config, and rebuilt by ``load_int8``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ STATE_FILE = "model_int8.pt"
 
 
 def _quantize(model):
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    return quantize_dynamic(model.float().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    output = model.get_output_embeddings()
+    spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not output}
+    return quantize_dynamic(model.float().eval(), spec, dtype=torch.qint8)
 
 
 def load_int8(folder: str | Path):
