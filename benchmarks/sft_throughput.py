@@ -113,18 +113,23 @@ def _peak_rss_gb() -> float:
 
 
 class CountingCollator:
-    """Wraps a collator to count the tokens the model runs on and the real (non-padding) ones."""
+    """Wraps a collator to count, per batch, the tokens the model runs on and the real (non-padding)
+    ones. The Trainer may collate a batch beyond the last step of a bounded run, so `totals(n)` sums
+    only the first n batches (steps x gradient accumulation)."""
 
     def __init__(self, inner):
-        self.inner, self.real, self.computed = inner, 0, 0
+        self.inner, self.batches = inner, []
 
     def __call__(self, features):
         batch = self.inner(features)
         ids = batch["input_ids"]
-        self.computed += ids.numel()
         mask = batch.get("attention_mask")
-        self.real += int(mask.sum()) if mask is not None else ids.numel()
+        self.batches.append((int(mask.sum()) if mask is not None else ids.numel(), ids.numel()))
         return batch
+
+    def totals(self, n_batches: int) -> tuple[int, int]:
+        used = self.batches[:n_batches]
+        return sum(r for r, _ in used), sum(c for _, c in used)
 
 
 def _finish(out: dict, model, tok, heldout, *, real: int, computed: int, train_seconds: float, wall: float,
@@ -158,9 +163,11 @@ def run_padded(n_train: int, n_heldout: int, out: dict, max_steps: int = -1) -> 
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator)
     start = time.perf_counter()
     output = trainer.train()
-    _finish(out, trainer.model, tok, heldout, real=collator.real, computed=collator.computed,
+    real, computed = collator.totals(trainer.state.global_step * args.gradient_accumulation_steps)
+    _finish(out, trainer.model, tok, heldout, real=real, computed=computed,
             train_seconds=output.metrics["train_runtime"], wall=time.perf_counter() - start,
             steps=trainer.state.global_step)
+    out["batches_collated"] = len(collator.batches)
     out["full_steps"] = -(-len(train) // BATCH)
 
 
@@ -187,9 +194,11 @@ def run_trl(n_train: int, n_heldout: int, out: dict, fp32: bool = False, max_ste
     collator = trainer.data_collator = CountingCollator(trainer.data_collator)
     start = time.perf_counter()
     output = trainer.train()
-    _finish(out, trainer.model, tok, heldout, real=collator.real, computed=collator.computed,
+    real, computed = collator.totals(trainer.state.global_step * args.gradient_accumulation_steps)
+    _finish(out, trainer.model, tok, heldout, real=real, computed=computed,
             train_seconds=output.metrics["train_runtime"], wall=time.perf_counter() - start,
             steps=trainer.state.global_step)
+    out["batches_collated"] = len(collator.batches)
     out["full_steps"] = -(-len(train) // BATCH)
     out["defaults"] = {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
                        "padding_free": args.padding_free, "packing": args.packing}
