@@ -204,8 +204,9 @@ def run_trl(n_train: int, n_heldout: int, out: dict, fp32: bool = False, max_ste
                        "padding_free": args.padding_free, "packing": args.packing}
 
 
-def run_tunesmith(n_train: int, n_heldout: int, out: dict) -> None:
+def run_tunesmith(n_train: int, n_heldout: int, out: dict, overrides: list[str] = ()) -> None:
     from tunesmith.config import validate_config
+    from tunesmith.config.load import apply_overrides
     from tunesmith.models import load_tokenizer
     from tunesmith.tasks import run_task
 
@@ -213,13 +214,13 @@ def run_tunesmith(n_train: int, n_heldout: int, out: dict) -> None:
     tmp = Path(tempfile.mkdtemp())
     path = tmp / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in train))
-    cfg = validate_config({
+    cfg = validate_config(apply_overrides({
         "model": {"name_or_path": MODEL},
         "data": {"train_file": str(path), "max_length": MAX_LENGTH, "eval_split": 0.0, "max_bad_fraction": 0.5},
         "method": {"name": "lora", "r": R, "alpha": ALPHA, "target_modules": "all-linear"},
         "train": {"epochs": 1, "batch_size": BATCH, "learning_rate": LR, "logging_steps": 5},
         "output": {"dir": str(tmp / "runs"), "name": "bench"},
-    })
+    }, list(overrides)))
     start = time.perf_counter()
     result = run_task(cfg)
     wall = time.perf_counter() - start
@@ -242,7 +243,7 @@ def _child(name: str, n_train: int, n_heldout: int, bounds: dict, queue) -> None
         elif name == "trl-fp32":  # TRL defaults but bf16 off: bf16 autocast is emulated on CPUs without bf16 units
             run_trl(n_train, n_heldout, out, fp32=True)
         else:
-            run_tunesmith(n_train, n_heldout, out)
+            run_tunesmith(n_train, n_heldout, out, bounds.get("tunesmith_overrides", []))
     except Exception as exc:  # reported in the table, not swallowed
         out["error"] = f"{type(exc).__name__}: {exc}"
     queue.put((name, out))
@@ -257,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trl-steps", type=int, default=-1,
                         help="stop TRL defaults after this many steps (same per-step shape); -1: the full epoch")
     parser.add_argument("--padded-steps", type=int, default=-1, help="the same bound for the padded recipe")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="dotted config overrides for the tunesmith run, e.g. train.batch_tokens=424 "
+                        "train.grad_accum=2 method.dropout=0 (write to another --output)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not ALPACA.exists():
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     results: dict[str, dict] = {}
     names = args.only or [n for n in RECIPES if n != "trl-fp32" or args.trl_fp32]
-    bounds = {"trl": args.trl_steps, "padded": args.padded_steps}
+    bounds = {"trl": args.trl_steps, "padded": args.padded_steps, "tunesmith_overrides": args.overrides}
     for name in names:
         print(f"running {name} ...", flush=True)
         queue = ctx.Queue()
