@@ -4,6 +4,8 @@ decreasing keeps bins within budget; a packed SGD step through the Trainer equal
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -122,13 +124,15 @@ def test_auto_budget_keeps_about_batch_size_examples_per_step(tiny_tokenizer):
     from datasets import Dataset
 
     from tunesmith.config.schema import TrainConfig
-    from tunesmith.train.batches import plan_sft_batches
+    from tunesmith.train.batches import AUTO_MICRO_BATCH_TOKENS, plan_sft_batches
 
     lengths = [100 + (i * 37) % 200 for i in range(256)]  # mean ~200 tokens
     ds = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [[1] * n for n in lengths]})
     plan = plan_sft_batches(TrainConfig(batch_size=8), ds, None, tiny_tokenizer)
-    assert plan.mode == "packed" and plan.batch_tokens <= 1024
-    assert plan.grad_accum == 2  # 8 x ~200 = ~1600 tokens per step -> two micro-batches on CPU
+    cap = AUTO_MICRO_BATCH_TOKENS["cpu"]
+    assert plan.mode == "packed" and plan.batch_tokens <= cap
+    # 8 x ~200 = ~1600 tokens per step -> cut into micro-batches of at most `cap` tokens on CPU
+    assert plan.grad_accum == math.ceil(8 * sum(lengths) / len(lengths) / cap) > 1
     examples_per_step = len(lengths) / (len(plan.train) / plan.grad_accum)
     assert 7 <= examples_per_step <= 8.5
     assert plan.stats["padding_fraction"] == 0.0

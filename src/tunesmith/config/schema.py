@@ -82,7 +82,11 @@ class DataConfig(Section):
 class _LoraFields(Section):
     r: int = Field(8, ge=1, description="LoRA rank.")
     alpha: float = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora).")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Dropout on the LoRA input. 0 by default, as in peft: on CPU its random masks took 13% "
+        "of a packed LoRA step; raise it (e.g. 0.05) against overfitting on small data.",
+    )
     target_modules: Literal["all-linear"] | list[str] = Field(
         "all-linear",
         description="Modules to adapt: `all-linear` (every linear layer but the output head) or names "
@@ -205,7 +209,7 @@ class TrainConfig(Section):
         ge=8,
         description="SFT: tokens per micro-batch (packed row, or padded batch when packing is off). "
         "Default (packing): batch_size x the mean example length, so a step still sees about batch_size "
-        "examples, split into gradient-accumulation micro-batches of at most 1024 tokens on CPU "
+        "examples, split into gradient-accumulation micro-batches of at most 512 tokens on CPU "
         "(16384 on GPU). Default (no packing): batches of batch_size examples.",
     )
     group_by_length: bool = Field(
