@@ -186,7 +186,7 @@ def test_error_library_worst_k_with_facets(tmp_path):
 
 
 def test_during_training_callback_logs_and_best_checkpoint(model_tok):
-    from types import SimpleNamespace
+    from transformers import TrainerState
 
     from tunesmith.eval.training_eval import GenerationEvalCallback
 
@@ -194,9 +194,11 @@ def test_during_training_callback_logs_and_best_checkpoint(model_tok):
     cfg = _cfg(metrics=["bleu", "rougeL"], during_training={"every_n_steps": 2, "num_samples": 2})
     logged = []
     cb = GenerationEvalCallback(tok, EXAMPLES, cfg, log_fn=logged.append)
-    state = SimpleNamespace(global_step=1, log_history=[])
+    state = TrainerState(global_step=1)
     cb.on_step_end(None, state, None, model=model)
     assert logged == []
+    cb.on_step_end(None, TrainerState(global_step=2, is_world_process_zero=False), None, model=model)
+    assert logged == []  # only the main process scores the subset
     state.global_step = 2
     cb.on_step_end(None, state, None, model=model)
     assert logged and set(logged[0]) == {"step", "eval_gen_bleu", "eval_gen_rougeL"}
