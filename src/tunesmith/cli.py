@@ -76,7 +76,7 @@ def train(
     Example: tunesmith train examples/sft_lora.yaml train.max_steps=50 method.r=16 --nproc 2
     """
     from tunesmith.tasks import run_task
-    from tunesmith.train.distributed import is_main_process
+    from tunesmith.train.distributed import finish_worker, is_main_process
     from tunesmith.train.launch import needs_launch
 
     overrides = list(overrides or []) + ([f"distributed.num_processes={nproc}"] if nproc else [])
@@ -91,6 +91,7 @@ def train(
         console.print(summary["text"], highlight=False)
         return
     result = run_task(cfg, resume=resume, run_dir=run_dir)
+    finish_worker()
     if not is_main_process():  # a rank of a distributed run: rank 0 reports
         return
     console.print(f"[bold green]done[/]: run directory {result.run_dir}")

@@ -79,6 +79,18 @@ def init_process_group(cfg: DistributedConfig):
                         timeout=_dt.timedelta(seconds=cfg.timeout_seconds))
 
 
+def finish_worker() -> None:
+    """End a worker cleanly: every rank waits for the others, then the process group is torn down,
+    so no rank exits while another is still talking to it (a race that could fail a finished run)."""
+    if not in_worker():
+        return
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
 @contextlib.contextmanager
 def main_process_first():
     """Run the block on the main process first; the other ranks run it afterwards (and find its cache)."""
