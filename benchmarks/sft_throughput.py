@@ -161,14 +161,19 @@ def run_padded(n_train: int, n_heldout: int, out: dict, max_steps: int = -1) -> 
                              max_steps=max_steps, learning_rate=LR, report_to="none", save_strategy="no",
                              logging_steps=5, disable_tqdm=True, use_cpu=not torch.cuda.is_available())
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator)
+    _train_counted(trainer, collator, tok, heldout, len(train), out)
+
+
+def _train_counted(trainer, collator, tok, heldout, n_train: int, out: dict) -> None:
+    """Train a baseline Trainer whose collator counts tokens, then record the same figures for every recipe."""
     start = time.perf_counter()
     output = trainer.train()
-    real, computed = collator.totals(trainer.state.global_step * args.gradient_accumulation_steps)
+    real, computed = collator.totals(trainer.state.global_step * trainer.args.gradient_accumulation_steps)
     _finish(out, trainer.model, tok, heldout, real=real, computed=computed,
             train_seconds=output.metrics["train_runtime"], wall=time.perf_counter() - start,
             steps=trainer.state.global_step)
     out["batches_collated"] = len(collator.batches)
-    out["full_steps"] = -(-len(train) // BATCH)
+    out["full_steps"] = -(-n_train // BATCH)
 
 
 def run_trl(n_train: int, n_heldout: int, out: dict, fp32: bool = False, max_steps: int = -1) -> None:
@@ -192,14 +197,7 @@ def run_trl(n_train: int, n_heldout: int, out: dict, fp32: bool = False, max_ste
     peft_config = LoraConfig(r=R, lora_alpha=ALPHA, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     collator = trainer.data_collator = CountingCollator(trainer.data_collator)
-    start = time.perf_counter()
-    output = trainer.train()
-    real, computed = collator.totals(trainer.state.global_step * args.gradient_accumulation_steps)
-    _finish(out, trainer.model, tok, heldout, real=real, computed=computed,
-            train_seconds=output.metrics["train_runtime"], wall=time.perf_counter() - start,
-            steps=trainer.state.global_step)
-    out["batches_collated"] = len(collator.batches)
-    out["full_steps"] = -(-len(train) // BATCH)
+    _train_counted(trainer, collator, tok, heldout, len(train), out)
     out["defaults"] = {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
                        "padding_free": args.padding_free, "packing": args.packing}
 
