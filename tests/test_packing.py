@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tunesmith.data.batching import best_fit_decreasing, first_fit
+from tunesmith.models import varlen_attention as varlen
 from tunesmith.train.batches import PackedCollator
 
 TOL = 1e-5  # absolute, fp32: packed vs one-by-one losses, logits and gradients
@@ -28,6 +29,8 @@ def _examples(vocab: int, lengths=(23, 9, 40, 5)) -> list[dict]:
 def _tiny_model(model_dir, attn: str):
     from transformers import AutoModelForCausalLM
 
+    if attn == varlen.NAME:
+        varlen.register()
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attn, dtype=torch.float32)
     model.eval()  # no dropout; gradients still flow
     return model
@@ -39,7 +42,7 @@ def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                                              reduction="none")
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "tunesmith_varlen"])
 def test_packed_row_gives_each_example_its_own_loss_and_gradients(tiny_llama_dir, attn):
     model = _tiny_model(tiny_llama_dir, attn)
     examples = _examples(model.config.vocab_size)
@@ -204,6 +207,7 @@ def test_sft_packs_by_default_and_saves_weights_with_the_cache_on(tiny_llama_dir
     batches = json.loads((result.run_dir / "run_info.json").read_text())["batches"]
     assert batches["mode"] == "packed" and batches["padding_fraction"] == 0.0
     assert batches["gradient_checkpointing"] is False
+    assert batches["attention"] == "tunesmith_varlen"  # auto: per-example attention for packed rows
     assert "eval_loss" in result.metrics
     assert result.model.config.use_cache is True  # the training-time switch is not saved
 
@@ -215,3 +219,31 @@ def test_flash_attention_gets_the_varlen_boundaries():
     assert batch["max_length_q"] == batch["max_length_k"] == 3
     assert batch["logits_to_keep"].tolist() == [0, 1, 3]  # positions whose next token has a label
     assert batch["shift_labels"].tolist() == [[6, 7, 9]]
+
+
+def test_varlen_kernel_is_plain_sdpa_outside_packed_rows(tiny_llama_dir):
+    """Padded batches and cached generation take the stock sdpa path: same logits, same tokens."""
+    sdpa, mine = _tiny_model(tiny_llama_dir, "sdpa"), _tiny_model(tiny_llama_dir, varlen.NAME)
+    ids = torch.tensor([[0, 0, 0, 11, 12, 13, 14], [21, 22, 23, 24, 25, 26, 27]])
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [1] * 7])
+    with torch.no_grad():
+        torch.testing.assert_close(mine(input_ids=ids, attention_mask=mask).logits,
+                                   sdpa(input_ids=ids, attention_mask=mask).logits, atol=TOL, rtol=0)
+    kw = {"input_ids": ids, "attention_mask": mask, "max_new_tokens": 6, "do_sample": False}
+    assert torch.equal(mine.generate(**kw), sdpa.generate(**kw))
+
+
+def test_varlen_kernel_cuts_rows_at_position_restarts():
+    assert varlen._segments(torch.tensor([0, 1, 2, 0, 1, 0])) == [(0, 3), (3, 5), (5, 6)]
+    assert varlen._segments(torch.tensor([3, 4, 0, 1])) == [(0, 2), (2, 4)]  # a row may start mid-example
+
+
+def test_varlen_kernel_refuses_sliding_window_models(tiny_llama_dir):
+    from tunesmith.errors import ConfigError
+
+    model = _tiny_model(tiny_llama_dir, "sdpa")
+    model.config.sliding_window = 16
+    assert not varlen.supported(model.config)
+    assert varlen.use_varlen_attention(model, "auto") is False  # auto keeps sdpa's mask
+    with pytest.raises(ConfigError, match="sliding-window"):
+        varlen.use_varlen_attention(model, varlen.NAME)

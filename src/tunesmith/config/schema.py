@@ -34,8 +34,11 @@ class ModelConfig(Section):
         description="Weights' dtype when loading. `auto`: float32 on CPU (bf16 compute comes from "
         "train.precision), the checkpoint's dtype on GPU.",
     )
-    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
-        "auto", description="Attention kernel; `auto` lets transformers choose (sdpa where available)."
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "tunesmith_varlen"] = Field(
+        "auto",
+        description="Attention kernel. `auto`: transformers' choice (sdpa where available), except that "
+        "packed SFT rows use `tunesmith_varlen` (causal SDPA per packed example, no block mask) on "
+        "plain causal models. `sdpa` keeps the masked whole-row kernel.",
     )
     chat_template: str | None = Field(
         None,

@@ -45,7 +45,11 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "trust_remote_code": cfg.trust_remote_code,
         "revision": cfg.revision,
     }
-    if cfg.attn_implementation != "auto":
+    if cfg.attn_implementation == "tunesmith_varlen":
+        from tunesmith.models.varlen_attention import register
+
+        kwargs["attn_implementation"] = register()
+    elif cfg.attn_implementation != "auto":
         kwargs["attn_implementation"] = cfg.attn_implementation
     return kwargs
 

@@ -15,6 +15,7 @@ from tunesmith.data.sft_cache import load_or_build_sft_data
 from tunesmith.data.sft_dataset import save_held_out
 from tunesmith.methods import apply_method, save_initial_adapter, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
+from tunesmith.models.varlen_attention import use_varlen_attention
 from tunesmith.tasks.prepare import data_config_from_prepared, prepare_from_config
 from tunesmith.train import (
     RunResult,
@@ -61,6 +62,7 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     model = load_model(cfg.model, resolved=resolved, **model_load_kwargs(cfg.method))
     if batches.mode == "packed":
         model.config.use_cache = False  # packed rows need it: the cache path ignores example boundaries
+        use_varlen_attention(model, cfg.model.attn_implementation)
     checkpointing = resolve_gradient_checkpointing(cfg.train.gradient_checkpointing, model.config,
                                                    batches.stats["largest_micro_batch_tokens"])
     model = apply_method(model, cfg.method, task_type="CAUSAL_LM", tokenizer_path=resolved.path,
@@ -68,7 +70,8 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     initial_adapter = _initial_adapter(model, run_dir, resume)
     save_run_info(run_dir, cfg, data_fingerprint=data.fingerprint,
                   extra={"base_model": resolved.path, "trainable": trainable_summary(model), "data": data.stats,
-                         "batches": {**batches.stats, "gradient_checkpointing": checkpointing}})
+                         "batches": {**batches.stats, "gradient_checkpointing": checkpointing,
+                                     "attention": getattr(model.config, "_attn_implementation", None)}})
 
     trainer = build_trainer(model, tokenizer, batches.train, batches.eval, cfg.train, run_dir,
                             data_collator=batches.collator,
