@@ -43,7 +43,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def lora_dpo_trainer(model_dir, tokenizer, out, pairs, *, loss_type="sigmoid", max_steps=1):
+def lora_dpo_trainer(model_dir, tokenizer, out, pairs, *, loss_type="sigmoid", max_steps=1, sft_weight=0.0):
     """A DPO trainer on a LoRA model whose adapter looks trained (lora_B random), so policy and
     reference differ."""
     from datasets import Dataset
@@ -57,7 +57,7 @@ def lora_dpo_trainer(model_dir, tokenizer, out, pairs, *, loss_type="sigmoid", m
         "task": "dpo", "model": {"name_or_path": str(model_dir)},
         "data": {"train_file": "x.jsonl", "format": "preference", "max_length": 32},
         "method": {"name": "lora", "r": 4, "dropout": 0.0},
-        "preference": {"beta": 0.5, "loss_type": loss_type},
+        "preference": {"beta": 0.5, "loss_type": loss_type, "sft_weight": sft_weight},
         "train": {"max_steps": max_steps, "batch_size": 1, "precision": "fp32", "learning_rate": 1e-2,
                   "logging_steps": 1},
         "output": {"dir": str(out)},
@@ -91,6 +91,21 @@ def test_trl_dpo_loss_equals_formula(lora_setup, tiny_tokenizer):
     assert pol["chosen"][0] != pytest.approx(ref["chosen"][0])
     expected = dpo_sigmoid_loss(pol["chosen"][0], pol["rejected"][0], ref["chosen"][0], ref["rejected"][0], beta=0.5)
     assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_sft_weight_adds_the_chosen_replys_mean_token_nll(tiny_llama_dir, tiny_tokenizer, tmp_path):
+    """RPO: loss = DPO loss + w * (mean negative log-likelihood per token of the chosen reply)."""
+    trainer = lora_dpo_trainer(tiny_llama_dir, tiny_tokenizer, tmp_path, [PAIR], sft_weight=0.7)
+    assert trainer.args.loss_type == ["sigmoid", "sft"] and trainer.args.loss_weights == [1.0, 0.7]
+    model, pair = trainer.model, render_pair(tiny_tokenizer, PAIR)
+    model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, trainer.data_collator([trainer.train_dataset[0]])).item()
+    pol = pair_logprobs(model, tiny_tokenizer, [pair])
+    ref = pair_logprobs(model, tiny_tokenizer, [pair], reference=True)
+    dpo = dpo_sigmoid_loss(pol["chosen"][0], pol["rejected"][0], ref["chosen"][0], ref["rejected"][0], beta=0.5)
+    nll = -pol["chosen"][0] / pol["chosen_tokens"][0]
+    assert loss == pytest.approx(dpo + 0.7 * nll, rel=1e-4, abs=1e-5)
 
 
 def test_reference_is_the_adapter_disabled_base(lora_setup, tiny_llama_dir, tiny_tokenizer):

@@ -29,6 +29,12 @@ class PreferenceConfig(BaseModel):
         description="DPO loss variant: `sigmoid` (the DPO paper), `ipo`, `hinge` (SLiC), `robust` (with "
         "label_smoothing), `exo_pair`, `bco_pair`, `apo_zero`, `apo_down`, `sigmoid_norm`. Task dpo only.",
     )
+    sft_weight: float = Field(
+        0.0, ge=0.0,
+        description="dpo: weight of an added negative log-likelihood term on the chosen reply (RPO, TRL's `sft` "
+        "loss). It keeps the chosen reply's probability from falling while the margin grows, which plain DPO "
+        "allows; 0 is plain DPO.",
+    )
     label_smoothing: float = Field(
         0.0, ge=0.0, lt=0.5,
         description="Assumed share of flipped preference labels (dpo robust/exo_pair, simpo). 0 trusts every label.",

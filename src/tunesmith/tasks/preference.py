@@ -118,6 +118,7 @@ def _score(cfg: TunesmithConfig, model, tokenizer, pairs: list[dict], *, before:
     lp = pair_logprobs(model, tokenizer, pairs, batch_size=bs, max_length=max_length)
     stage = "after" if before is not None else "before"
     out = {f"pref_{stage}_{k}": v for k, v in accuracy_from_logprobs(lp).items()}
+    out[f"pref_{stage}_per_token_accuracy"] = accuracy_from_logprobs(lp, per_token=True)["accuracy"]
     if before is not None:
         out.update(before)
         if cfg.task in USES_REFERENCE:

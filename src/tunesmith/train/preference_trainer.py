@@ -37,7 +37,10 @@ USES_REFERENCE = ("dpo", "kto")
 def task_arguments(task: str, pref, max_length: int) -> dict:
     """The TRL config arguments specific to ``task``."""
     if task == "dpo":
-        return dict(beta=pref.beta, loss_type=[pref.loss_type], label_smoothing=pref.label_smoothing,
+        losses, weights = [pref.loss_type], None
+        if pref.sft_weight > 0:  # RPO: the preference loss plus the NLL of the chosen reply (TRL's "sft" term)
+            losses, weights = [pref.loss_type, "sft"], [1.0, pref.sft_weight]
+        return dict(beta=pref.beta, loss_type=losses, loss_weights=weights, label_smoothing=pref.label_smoothing,
                     max_length=max_length, precompute_ref_log_probs=pref.precompute_ref_log_probs)
     if task == "kto":
         # the KL estimate pairs each row with its batch neighbours, which TRL requires in fixed order
