@@ -185,12 +185,15 @@ def test_tokenised_data_is_cached_by_fingerprint(tmp_path, tiny_llama_dir, tiny_
     cfg = validate_config(_raw(tmp_path, tiny_llama_dir))
     run = tmp_path / "run"
     run.mkdir()
-    main = load_or_build_sft_data(cfg.data, tiny_tokenizer, chat_template=None, seed=1, run_dir=run, write=True)
-    other = load_or_build_sft_data(cfg.data, tiny_tokenizer, chat_template=None, seed=1, run_dir=run, write=False)
+    cache = tmp_path / ".cache"
+    main = load_or_build_sft_data(cfg.data, tiny_tokenizer, chat_template=None, seed=1, run_dir=run, cache_dir=cache)
+    other = load_or_build_sft_data(cfg.data, tiny_tokenizer, chat_template=None, seed=1, run_dir=run,
+                                   cache_dir=cache, write=False)
     assert other.stats.get("from_cache") and "from_cache" not in main.stats
     assert other.train["input_ids"] == main.train["input_ids"] and other.fingerprint == main.fingerprint
     # a different seed is a different key: built again, not served stale
-    fresh = load_or_build_sft_data(cfg.data, tiny_tokenizer, chat_template=None, seed=2, run_dir=run, write=False)
+    fresh = load_or_build_sft_data(cfg.data, tiny_tokenizer, chat_template=None, seed=2, run_dir=run,
+                                   cache_dir=cache, write=False)
     assert not fresh.stats.get("from_cache")
 
 

@@ -102,3 +102,37 @@ def test_bf16_autocast_loss_matches_fp32(tiny_llama_dir):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model(input_ids=ids, labels=ids).loss
     assert abs(bf16.float() - fp32) / fp32 < BF16_TOL
+
+
+def test_a_second_run_on_the_same_data_reuses_the_tokenised_rows(tiny_llama_dir, tmp_path):
+    """Tokenisation is cached by fingerprint under <output.dir>/.cache: the second run loads it,
+    trains on the same rows (same loss), and still gets the quarantine file; changed data rebuilds."""
+    import json
+
+    from tunesmith.config import validate_config
+    from tunesmith.tasks import run_task
+
+    rows = [{"instruction": f"Count to {n}.", "input": "", "output": " ".join(str(i) for i in range(n))}
+            for n in range(1, 13)] + [{"instruction": "", "input": "", "output": ""}]  # one bad row
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+
+    def run(name):
+        cfg = validate_config({"model": {"name_or_path": str(tiny_llama_dir)},
+                               "data": {"train_file": str(data), "max_length": 128, "eval_split": 0.25,
+                                        "max_bad_fraction": 0.5},
+                               "method": {"name": "lora", "r": 4},
+                               "train": {"max_steps": 1, "batch_size": 4, "logging_steps": 1},
+                               "output": {"dir": str(tmp_path / "runs"), "name": name}})
+        result = run_task(cfg)
+        return result, json.loads((result.run_dir / "run_info.json").read_text())["data"]
+
+    first, first_stats = run("a")
+    second, second_stats = run("b")
+    assert "from_cache" not in first_stats and second_stats["from_cache"] is True
+    assert second.metrics["eval_loss"] == pytest.approx(first.metrics["eval_loss"], abs=1e-6)
+    q = [(first.run_dir / "quarantine.jsonl").read_text(), (second.run_dir / "quarantine.jsonl").read_text()]
+    assert q[0] and q[0] == q[1]
+    data.write_text("\n".join(json.dumps(r) for r in rows[:-2]))  # new contents, new fingerprint
+    _, third_stats = run("c")
+    assert "from_cache" not in third_stats

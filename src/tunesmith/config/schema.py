@@ -74,6 +74,12 @@ class DataConfig(Section):
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after shuffling).")
     max_eval_samples: int | None = Field(None, ge=1, description="Use at most this many validation rows.")
+    cache: bool = Field(
+        True,
+        description="SFT: keep the tokenised rows under <output.dir>/.cache, keyed by the data files' fingerprint, "
+        "this section, the tokenizer, the chat template and the seed; a later run with the same inputs skips "
+        "reading and tokenising (the quarantine file is copied into its run directory). false: always rebuild.",
+    )
     max_bad_fraction: float = Field(
         0.05,
         ge=0.0,

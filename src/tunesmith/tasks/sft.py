@@ -49,8 +49,9 @@ def run_sft(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
     with main_process_first():  # prepared and tokenised once; the other ranks reuse it by fingerprint
         if cfg.prepare is not None:  # the data-quality gate, cached by fingerprint
             data_cfg = data_config_from_prepared(cfg, prepare_from_config(cfg, tokenizer=tokenizer))
+        cache_dir = Path(cfg.output.dir) / ".cache" if (data_cfg.cache or in_worker()) else None
         data = load_or_build_sft_data(data_cfg, tokenizer, chat_template=chat_template, seed=cfg.train.seed,
-                                      run_dir=run_dir, write=is_main_process(), cache=in_worker())
+                                      run_dir=run_dir, cache_dir=cache_dir, write=is_main_process())
     if is_main_process():
         save_held_out(run_dir, data)
 
