@@ -136,7 +136,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, *, has_eval: bool, **ove
         data_seed=cfg.seed,
         disable_tqdm=True,
         remove_unused_columns=False,
-        gradient_checkpointing=cfg.gradient_checkpointing is True,
+        activation_checkpointing=cfg.gradient_checkpointing is True,  # transformers 5's name for it
         dataloader_num_workers=cfg.dataloader_workers,
         optim=resolve_optim(cfg.optim),
         torch_compile=cfg.torch_compile,
@@ -144,6 +144,8 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, *, has_eval: bool, **ove
     )
     if cfg.max_grad_norm == 0:
         args["max_grad_norm"] = 0.0
+    if "gradient_checkpointing" in overrides:  # the recipes' resolved `auto`, under the current name
+        overrides["activation_checkpointing"] = overrides.pop("gradient_checkpointing")
     args.update(overrides)
     return TrainingArguments(**args)
 
