@@ -149,3 +149,30 @@ def test_length_grouping_cuts_padding(tmp_path, tiny_bert_dir):
     assert grouped <= 1.25 * real
     assert shuffled >= 1.4 * real
     assert grouped <= 0.8 * shuffled
+
+
+def test_test_predictions_stay_paired_with_their_rows_under_length_grouping(tmp_path, tiny_bert_dir, cls_data):
+    """transformers 5 length-groups the evaluation sampler too when training does; the test metrics
+    and errors.jsonl must still pair each prediction with its own row (they equal `predict`'s)."""
+    from tunesmith.tasks.predict import Predictor
+
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    test_rows = [(" ".join(words[: 1 + (i * 7) % 10]) + f" {i}", ROWS[i % len(ROWS)][1]) for i in range(40)]
+    test = tmp_path / "test.jsonl"
+    test.write_text("\n".join(json.dumps({"sentence": t, "y": y}) for t, y in test_rows))
+    cfg = _cfg(tiny_bert_dir, cls_data, tmp_path / "runs", {"name": "full"})
+    cfg = validate_config({**cfg.model_dump(mode="json"), "data": {**cfg.data.model_dump(mode="json"),
+                                                                    "test_file": str(test)},
+                           "train": {**cfg.train.model_dump(mode="json"), "eval_batch_size": 4}})
+    assert cfg.train.group_by_length
+    result = run_task(cfg)
+    texts = [t for t, _ in test_rows]
+    predicted = dict(zip(texts, Predictor(result.run_dir).classify(texts, batch_size=4)))
+    accuracy = sum(predicted[t]["label"] == y for t, y in test_rows) / len(test_rows)
+    metrics = json.loads((result.run_dir / "test_metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(accuracy)
+    errors = [json.loads(line) for line in (result.run_dir / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == sum(predicted[t]["label"] != y for t, y in test_rows)
+    for row in errors:
+        assert row["predicted"] == predicted[row["text"]]["label"], row
+        assert row["confidence"] == pytest.approx(predicted[row["text"]]["confidence"], abs=1e-4)

@@ -159,11 +159,17 @@ def _as_array(predictions) -> np.ndarray:
     return np.asarray(predictions[0] if isinstance(predictions, (tuple, list)) else predictions)
 
 
-def write_classification_test(run_dir: Path, logits, examples: Sequence[dict], label_map, limit: int = 1000) -> dict:
-    """Test metrics (test_*), per-class report, confusion matrix JSON/PNG and errors.jsonl in run_dir."""
+def write_classification_test(run_dir: Path, logits, examples: Sequence[dict], label_map, limit: int = 1000,
+                              label_ids=None) -> dict:
+    """Test metrics (test_*), per-class report, confusion matrix JSON/PNG and errors.jsonl in run_dir.
+    `label_ids` (the labels that came back with the predictions) must match the examples' order."""
     logits = _as_array(logits)
     problem, labels = label_map.problem_type, label_map.labels
     gold = [label_map.encode(ex["label"]) for ex in examples]
+    if label_ids is not None and not np.allclose(np.asarray(label_ids, dtype=float).reshape(len(gold), -1),
+                                                 np.asarray(gold, dtype=float).reshape(len(gold), -1)):
+        raise RuntimeError("test predictions came back in a different order from the test examples; "
+                           "their metrics and error file would pair the wrong rows")
     if problem == "regression":
         m = regression_metrics(gold, logits.reshape(-1).tolist())
     elif problem == "multi_label":

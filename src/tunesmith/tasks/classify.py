@@ -15,7 +15,7 @@ from tunesmith.eval.classify_metrics import classification_compute_metrics, writ
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_tokenizer, resolve_model
 from tunesmith.tasks.predict import load_labelled_model, save_labels
-from tunesmith.train import RunResult, build_trainer, length_grouped, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, build_trainer, length_grouped, predict_in_order, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.classify_data import build_classify_data
 from tunesmith.train.weighted import classification_trainer_class, llrd_optimizer
 
@@ -56,9 +56,9 @@ def run_classify(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | P
 
     metrics = trainer.evaluate() if data.eval is not None else {}
     if data.test is not None:
-        output = trainer.predict(data.test, metric_key_prefix="test")
+        output = predict_in_order(trainer, data.test)
         metrics.update(write_classification_test(run_dir, output.predictions, data.test_examples, data.label_map,
-                                                 ccfg.error_file_limit))
+                                                 ccfg.error_file_limit, label_ids=output.label_ids))
     trainer.save_state()
     shutil.copy(Path(trainer.args.output_dir) / "trainer_state.json", run_dir / "trainer_state.json")
     weights = save_final(trainer.model, tokenizer, run_dir)

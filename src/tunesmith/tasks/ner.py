@@ -15,7 +15,7 @@ from tunesmith.eval.classify_metrics import ner_compute_metrics, write_ner_test
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_tokenizer, resolve_model
 from tunesmith.tasks.predict import load_labelled_model, save_labels
-from tunesmith.train import RunResult, build_trainer, length_grouped, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
+from tunesmith.train import RunResult, build_trainer, length_grouped, predict_in_order, last_checkpoint, make_run_dir, plot_loss_curve, save_final, save_run_info
 from tunesmith.train.classify_data import weight_vector
 from tunesmith.train.ner_data import build_ner_data
 from tunesmith.train.weighted import classification_trainer_class, llrd_optimizer
@@ -64,7 +64,7 @@ def run_ner(cfg: TunesmithConfig, *, resume: bool = False, run_dir: str | Path |
 
     metrics = trainer.evaluate() if data.eval is not None else {}
     if data.test is not None:
-        output = trainer.predict(data.test, metric_key_prefix="test")
+        output = predict_in_order(trainer, data.test)
         metrics.update(write_ner_test(run_dir, output.predictions, output.label_ids, labels, data.scheme,
                                       data.test_examples))
     trainer.save_state()

@@ -11,6 +11,7 @@ from tunesmith.train.trainer import (
     build_trainer,
     cpu_has_native_bf16,
     length_grouped,
+    predict_in_order,
     resolve_gradient_checkpointing,
     resolve_optim,
     resolve_precision,
@@ -40,7 +41,7 @@ def model_load_kwargs(method) -> dict:
 __all__ = [
     "BatchPlan", "LoadedRun", "MetricsJsonlCallback", "PackedCollator", "PaddedCollator", "plan_sft_batches",
     "resolve_gradient_checkpointing", "resolve_optim", "RunResult", "RichProgressCallback", "base_model_of", "build_trainer",
-    "cpu_has_native_bf16", "last_checkpoint", "length_grouped", "library_versions", "load_run", "make_run_dir", "model_load_kwargs",
+    "cpu_has_native_bf16", "last_checkpoint", "length_grouped", "predict_in_order", "library_versions", "load_run", "make_run_dir", "model_load_kwargs",
     "plot_loss_curve", "read_metrics", "read_run_config", "resolve_precision", "save_final", "save_run_info",
     "sft_collator", "training_arguments", "weights_dir",
 ]

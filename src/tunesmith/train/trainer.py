@@ -94,6 +94,18 @@ def length_grouped(train_cfg: TrainConfig) -> dict:
     return {"train_sampling_strategy": "group_by_length"} if train_cfg.group_by_length else {}
 
 
+def predict_in_order(trainer, dataset, metric_key_prefix: str = "test"):
+    """`trainer.predict` with the rows in dataset order. transformers 5 also length-groups the
+    evaluation sampler (in a seeded random order) when training does, which keeps metrics right
+    (labels move with predictions) but pairs predictions with the wrong texts in an error file."""
+    grouped = trainer.args.train_sampling_strategy
+    trainer.args.train_sampling_strategy = "random"  # the eval sampler is then sequential
+    try:
+        return trainer.predict(dataset, metric_key_prefix=metric_key_prefix)
+    finally:
+        trainer.args.train_sampling_strategy = grouped
+
+
 def training_arguments(cfg: TrainConfig, run_dir: Path, *, has_eval: bool, **overrides) -> TrainingArguments:
     """TrainingArguments for the run; checkpoints go to run_dir/checkpoints."""
     precision = resolve_precision(cfg.precision)
