@@ -97,6 +97,22 @@ def test_train_inspect_and_chat_through_the_cli(tmp_path, tiny_llama_dir):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["train", str(cfg)])
     assert res.exit_code == 2 and "already exists" in res.output and "--resume" in res.output
+    (run_dir / "stale.txt").write_text("from an older run")
+    res = runner.invoke(app, ["train", str(cfg), "output.overwrite=true"])
+    assert res.exit_code == 0, res.output
+    assert not (run_dir / "stale.txt").exists()  # the old run is gone, not mixed into the new one
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sum("train_runtime" in r for r in rows) == 1 and max(r["step"] for r in rows) == 2
+
+
+def test_overwrite_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path, tiny_llama_dir):
+    cfg = _write_cfg(tmp_path, tiny_llama_dir)
+    keep = tmp_path / "runs" / "cli" / "thesis.tex"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("precious")
+    res = runner.invoke(app, ["train", str(cfg), "output.overwrite=true"])
+    assert res.exit_code == 2 and "not a tunesmith run directory" in res.output
+    assert keep.read_text() == "precious"
 
 
 def test_readme_generated_references_are_up_to_date():

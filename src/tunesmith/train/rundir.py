@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -51,13 +52,25 @@ def make_run_dir(cfg, *, resume: bool = False, run_dir: str | Path | None = None
     if in_worker() or (path.exists() and {p.name for p in path.iterdir()} <= set(LAUNCH_FILES)):
         path.mkdir(parents=True, exist_ok=True)  # the launcher made (and checked) it for this run
         return path
-    if path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
-        raise ConfigError(
-            [f"output: run directory {path} already exists; use --resume to continue it, "
-             "set output.overwrite: true, or choose another output.name"]
-        )
+    if path.exists() and any(path.iterdir()):
+        if not cfg.output.overwrite:
+            raise ConfigError(
+                [f"output: run directory {path} already exists; use --resume to continue it, "
+                 "set output.overwrite: true, or choose another output.name"]
+            )
+        _clear_previous_run(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _clear_previous_run(path: Path) -> None:
+    """output.overwrite: the old run's files go, so its metrics, checkpoints and reports cannot mix
+    with the new run's. Only a tunesmith run directory is emptied; anything else is refused."""
+    if not any((path / name).exists() for name in ("config.yaml", "run_info.json")):
+        raise ConfigError([f"output.overwrite: {path} is not a tunesmith run directory (no config.yaml or "
+                           "run_info.json), so it is not emptied; choose another output.dir or output.name"])
+    for child in path.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def save_run_info(run_dir: Path, cfg, *, data_fingerprint: str | None, extra: dict | None = None) -> None:
