@@ -1,7 +1,7 @@
 """DPO on the real Chinese medical pairs with the bundled SmolLM2 + LoRA.
 
 integration (< 1 min): a few steps on 16 pairs run end to end and report held-out metrics.
-slow (~10 min, run under `flock /tmp/tunesmith-heavy.lock`): examples/dpo_medical_zh.yaml, 450
+slow (~1 hour on 2 CPU cores, run under `flock /tmp/tunesmith-heavy.lock`): examples/dpo_medical_zh.yaml, 450
 train / 50 held-out pairs; the policy's held-out preference accuracy must clearly beat the base's.
 """
 
