@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from tunesmith.config.schema import TrainConfig
     from tunesmith.data.render import tokenize_dataset
     from tunesmith.models import load_model, load_tokenizer
+    from tunesmith.models.varlen_attention import use_varlen_attention
     from tunesmith.train.batches import plan_sft_batches
 
     mcfg = ModelConfig(name_or_path=MODEL)
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_sft_batches(TrainConfig(batch_size=BATCH), ds, None, tok)
     model = load_model(mcfg)
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules="all-linear",
+    attention = "tunesmith_varlen" if use_varlen_attention(model) else model.config._attn_implementation
+    # tunesmith's defaults: LoRA dropout 0 (peft's default), per-example attention in packed rows
+    model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     model.train()
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, fused=True)
@@ -76,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"op": e.key, "self_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / 1e6 / total_self,
              "calls": e.count} for e in top]
     print(f"{len(batches) - 1} steps, {tokens} tokens, {seconds:.1f} s under the profiler "
-          f"({tokens / seconds:.1f} tok/s); micro-batch {plan.batch_tokens} tokens")
+          f"({tokens / seconds:.1f} tok/s); micro-batch {plan.batch_tokens} tokens; attention {attention}")
     print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     for r in rows:
         print(f"  {r['op']:<42}{r['self_s']:>8.2f} s{100 * r['share']:>7.1f} %{r['calls']:>8}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"steps": len(batches) - 1, "tokens": tokens, "seconds": seconds,
-                                   "batch_tokens": plan.batch_tokens, "phases_s": phases, "top_ops": rows,
+                                   "batch_tokens": plan.batch_tokens, "attention": attention, "phases_s": phases, "top_ops": rows,
                                    "command": "python benchmarks/profile_sft_step.py " + " ".join(sys.argv[1:])},
                                   indent=2))
     print(f"written: {RESULTS}")
