@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tunesmith.eval.preference_metrics import (
-    accuracy_from_logprobs, dpo_sigmoid_loss, pair_logprobs, preference_accuracy, reward_accuracy,
+    accuracy_from_logprobs, dpo_sigmoid_loss, pair_logprobs, paired_change, preference_accuracy, reward_accuracy,
 )
 from tunesmith.train.preference_data import render_pair
 
@@ -32,6 +32,18 @@ def test_accuracy_and_reward_from_logprobs():
     r = reward_accuracy(pol, ref, beta=0.1)
     assert r["reward_accuracy"] == 1.0  # 0.05 > -0.1 and 0.1 > 0
     assert r["reward_margin"] == pytest.approx((0.15 + 0.1) / 2)
+
+
+def test_paired_change_counts_flips_and_gives_the_exact_sign_test():
+    before = {"chosen": [-1.0, -5.0, -3.0, -2.0, -9.0], "rejected": [-2.0, -4.0, -1.0, -6.0, -1.0]}
+    # wins before: T F F T F; after: T T T F T -> 3 flipped to chosen (pairs 2, 3, 5), 1 away (pair 4)
+    after = {"chosen": [-1.0, -3.0, -1.0, -7.0, -1.0], "rejected": [-2.0, -4.0, -2.0, -6.0, -2.0]}
+    c = paired_change(before, after)
+    assert (c["flipped_to_chosen"], c["flipped_to_rejected"]) == (3, 1)
+    # two-sided exact binomial: P(X <= 1) + P(X >= 3) for X ~ Bin(4, 1/2) = (1 + 4 + 4 + 1) / 16
+    assert c["sign_test_p"] == pytest.approx(10 / 16)
+    assert c["before_median_abs_margin"] == pytest.approx(2.0)  # |margins| 1, 1, 2, 4, 8
+    assert paired_change(before, before)["sign_test_p"] == 1.0
 
 
 @pytest.fixture(scope="module", autouse=True)

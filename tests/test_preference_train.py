@@ -109,7 +109,8 @@ def test_each_task_trains_and_its_weights_change(task, trained):
     assert sum("eval_loss" in row for row in log) == 1
     if task == "dpo":
         assert {"pref_reward_accuracy", "pref_reward_margin", "pref_before_accuracy",
-                "pref_after_chosen_logps", "pref_after_rejected_logps"} <= set(metrics)
+                "pref_after_chosen_logps", "pref_after_rejected_logps", "pref_flipped_to_chosen",
+                "pref_sign_test_p"} <= set(metrics)
 
 
 def test_dpo_run_gets_the_generation_report_card(trained):

@@ -8,6 +8,9 @@ matching (as TRL does).
 - ``preference_accuracy``: share of pairs where the model itself gives the chosen reply a higher
   log-probability than the rejected one (summed, or per token with ``per_token=True``). It needs
   no reference, so base model and trained policy are measured the same way.
+- ``paired_change``: the same held-out pairs before and after training: how many flipped to the
+  chosen reply and how many away from it, and the exact two-sided sign-test p-value of that
+  difference (McNemar's exact test), so "clearly above the base" can be read off one number.
 - ``reward_accuracy``: DPO's implicit reward ``beta * (log pi - log pi_ref)``; share of pairs
   where the chosen reward exceeds the rejected one, and the mean margin.
 """
@@ -100,6 +103,26 @@ def accuracy_from_logprobs(lp: dict[str, list], *, per_token: bool = False) -> d
     wins = [float(a > b) for a, b in zip(c, r)]
     return {"accuracy": _mean(wins), "margin": _mean(a - b for a, b in zip(c, r)),
             "chosen_logps": _mean(c), "rejected_logps": _mean(r), "pairs": len(wins)}
+
+
+def paired_change(before: dict[str, list], after: dict[str, list]) -> dict[str, float]:
+    """Pairs that flipped between two ``pair_logprobs`` of the same pairs, with McNemar's exact
+    p-value; ``median_abs_margin`` of ``before`` says how far a pair sits from flipping."""
+    from scipy.stats import binomtest
+
+    def wins(lp):
+        return [a > b for a, b in zip(lp["chosen"], lp["rejected"])]
+
+    pairs = list(zip(wins(before), wins(after)))
+    to_chosen = sum(not b and a for b, a in pairs)
+    to_rejected = sum(b and not a for b, a in pairs)
+    flips = to_chosen + to_rejected
+    margins = sorted(abs(a - b) for a, b in zip(before["chosen"], before["rejected"]))
+    mid = len(margins) // 2
+    median = (margins[mid] if len(margins) % 2 else (margins[mid - 1] + margins[mid]) / 2) if margins else float("nan")
+    return {"flipped_to_chosen": to_chosen, "flipped_to_rejected": to_rejected,
+            "sign_test_p": binomtest(to_chosen, flips, 0.5).pvalue if flips else 1.0,
+            "before_median_abs_margin": median}
 
 
 def preference_accuracy(model, tokenizer, pairs: Sequence[dict], *, per_token: bool = False,

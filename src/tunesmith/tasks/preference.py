@@ -17,7 +17,9 @@ from pathlib import Path
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.data.render import resolve_chat_template
 from tunesmith.data.sft_dataset import save_held_out
-from tunesmith.eval.preference_metrics import accuracy_from_logprobs, pair_logprobs, reward_accuracy, reward_model_accuracy
+from tunesmith.eval.preference_metrics import (
+    accuracy_from_logprobs, paired_change, pair_logprobs, reward_accuracy, reward_model_accuracy,
+)
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
 from tunesmith.train import RunResult, make_run_dir, model_load_kwargs, plot_loss_curve, save_final, save_run_info
@@ -121,6 +123,7 @@ def _score(cfg: TunesmithConfig, model, tokenizer, pairs: list[dict], *, before:
     out[f"pref_{stage}_per_token_accuracy"] = accuracy_from_logprobs(lp, per_token=True)["accuracy"]
     if before is not None:
         out.update(before)
+        out.update({f"pref_{k}": v for k, v in paired_change(before["_logprobs"], lp).items()})
         if cfg.task in USES_REFERENCE:
             ref = (pair_logprobs(reference, tokenizer, pairs, batch_size=bs, max_length=max_length)
                    if reference is not None else before["_logprobs"])
