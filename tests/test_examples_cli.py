@@ -115,6 +115,19 @@ def test_overwrite_refuses_to_empty_a_folder_that_is_not_a_run(tmp_path, tiny_ll
     assert keep.read_text() == "precious"
 
 
+def test_overwrite_accepts_the_folder_of_a_run_that_stopped_at_the_data_checks(tmp_path, tiny_llama_dir):
+    """A run rejected for bad data leaves only quarantine.jsonl; re-running it with overwrite works."""
+    cfg = _write_cfg(tmp_path, tiny_llama_dir)
+    run_dir = tmp_path / "runs" / "cli"
+    run_dir.mkdir(parents=True)
+    (run_dir / "quarantine.jsonl").write_text('{"line": 3, "reason": "from the failed run"}\n')
+    res = runner.invoke(app, ["train", str(cfg), "output.overwrite=true"])
+    assert res.exit_code == 0, res.output
+    quarantine = run_dir / "quarantine.jsonl"
+    assert not quarantine.exists() or "from the failed run" not in quarantine.read_text()
+    assert (run_dir / "config.yaml").exists()
+
+
 def test_readme_generated_references_are_up_to_date():
     from tunesmith.docs import render
 

@@ -15,6 +15,9 @@ from tunesmith.errors import ConfigError
 from tunesmith.train.distributed import in_worker, is_main_process, same_on_all_ranks
 from tunesmith.train.launch import LAUNCH_FILES  # written by `train --nproc` / `--dry-run` before the processes start
 
+# What a run that stopped at the data checks leaves behind (before config.yaml is written).
+EARLY_FILES = frozenset({"quarantine.jsonl", "truncated_prompts.jsonl"})
+
 _LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers")
 
 
@@ -65,8 +68,10 @@ def make_run_dir(cfg, *, resume: bool = False, run_dir: str | Path | None = None
 
 def _clear_previous_run(path: Path) -> None:
     """output.overwrite: the old run's files go, so its metrics, checkpoints and reports cannot mix
-    with the new run's. Only a tunesmith run directory is emptied; anything else is refused."""
-    if not any((path / name).exists() for name in ("config.yaml", "run_info.json")):
+    with the new run's. Only a tunesmith run directory is emptied (or one left by a run that stopped at
+    the data checks, holding only its quarantine); anything else is refused."""
+    names = {p.name for p in path.iterdir()}
+    if not ({"config.yaml", "run_info.json"} & names or names <= EARLY_FILES | set(LAUNCH_FILES)):
         raise ConfigError([f"output.overwrite: {path} is not a tunesmith run directory (no config.yaml or "
                            "run_info.json), so it is not emptied; choose another output.dir or output.name"])
     for child in path.iterdir():
