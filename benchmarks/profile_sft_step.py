@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {r['op']:<42}{r['self_s']:>8.2f} s{100 * r['share']:>7.1f} %{r['calls']:>8}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"steps": len(batches) - 1, "tokens": tokens, "seconds": seconds,
-                                   "batch_tokens": plan.batch_tokens, "attention": attention, "phases_s": phases, "top_ops": rows,
+                                   "batch_tokens": plan.batch_tokens, "attention": attention,
+                                   "phases_s": phases, "top_ops": rows,
                                    "command": "python benchmarks/profile_sft_step.py " + " ".join(sys.argv[1:])},
                                   indent=2))
     print(f"written: {RESULTS}")

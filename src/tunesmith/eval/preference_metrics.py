@@ -18,6 +18,7 @@ matching (as TRL does).
 from __future__ import annotations
 
 import contextlib
+import statistics
 from collections.abc import Sequence
 
 import torch
@@ -89,6 +90,11 @@ def pair_logprobs(model, tokenizer, pairs: Sequence[dict], *, batch_size: int = 
             "chosen_tokens": [n for _, n in chosen], "rejected_tokens": [n for _, n in rejected]}
 
 
+def _wins(chosen: Sequence[float], rejected: Sequence[float]) -> list[bool]:
+    """Per pair: does the chosen reply score strictly higher (a tie is not a win)."""
+    return [a > b for a, b in zip(chosen, rejected)]
+
+
 def _mean(xs) -> float:
     xs = list(xs)
     return sum(xs) / len(xs) if xs else float("nan")
@@ -100,29 +106,24 @@ def accuracy_from_logprobs(lp: dict[str, list], *, per_token: bool = False) -> d
     if per_token:
         c = [s / max(n, 1) for s, n in zip(c, lp["chosen_tokens"])]
         r = [s / max(n, 1) for s, n in zip(r, lp["rejected_tokens"])]
-    wins = [float(a > b) for a, b in zip(c, r)]
+    wins = [float(w) for w in _wins(c, r)]
     return {"accuracy": _mean(wins), "margin": _mean(a - b for a, b in zip(c, r)),
             "chosen_logps": _mean(c), "rejected_logps": _mean(r), "pairs": len(wins)}
 
 
 def paired_change(before: dict[str, list], after: dict[str, list]) -> dict[str, float]:
     """Pairs that flipped between two ``pair_logprobs`` of the same pairs, with McNemar's exact
-    p-value; ``median_abs_margin`` of ``before`` says how far a pair sits from flipping."""
+    p-value; ``before_median_abs_margin`` says how far a pair sits from flipping."""
     from scipy.stats import binomtest
 
-    def wins(lp):
-        return [a > b for a, b in zip(lp["chosen"], lp["rejected"])]
-
-    pairs = list(zip(wins(before), wins(after)))
+    pairs = list(zip(_wins(before["chosen"], before["rejected"]), _wins(after["chosen"], after["rejected"])))
     to_chosen = sum(not b and a for b, a in pairs)
     to_rejected = sum(b and not a for b, a in pairs)
     flips = to_chosen + to_rejected
-    margins = sorted(abs(a - b) for a, b in zip(before["chosen"], before["rejected"]))
-    mid = len(margins) // 2
-    median = (margins[mid] if len(margins) % 2 else (margins[mid - 1] + margins[mid]) / 2) if margins else float("nan")
+    margins = [abs(a - b) for a, b in zip(before["chosen"], before["rejected"])]
     return {"flipped_to_chosen": to_chosen, "flipped_to_rejected": to_rejected,
             "sign_test_p": binomtest(to_chosen, flips, 0.5).pvalue if flips else 1.0,
-            "before_median_abs_margin": median}
+            "before_median_abs_margin": statistics.median(margins) if margins else float("nan")}
 
 
 def preference_accuracy(model, tokenizer, pairs: Sequence[dict], *, per_token: bool = False,
@@ -136,7 +137,7 @@ def reward_accuracy(policy: dict[str, list], reference: dict[str, list], beta: f
     """DPO implicit-reward accuracy and margin from policy and reference ``pair_logprobs``."""
     rc = [beta * (a - b) for a, b in zip(policy["chosen"], reference["chosen"])]
     rr = [beta * (a - b) for a, b in zip(policy["rejected"], reference["rejected"])]
-    return {"reward_accuracy": _mean(float(a > b) for a, b in zip(rc, rr)),
+    return {"reward_accuracy": _mean(float(w) for w in _wins(rc, rr)),
             "reward_margin": _mean(a - b for a, b in zip(rc, rr)),
             "chosen_reward": _mean(rc), "rejected_reward": _mean(rr)}
 
