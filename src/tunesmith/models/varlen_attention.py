@@ -50,12 +50,16 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
     groups = getattr(module, "num_key_value_groups", 1)
     rows = []
     for b in range(query.shape[0]):
+        # torch.split, not one slice per example: a slice's backward writes its gradient into a zero
+        # tensor of the whole row (a fill and an add per example, per q/k/v, per layer); split's
+        # backward is a single cat of the pieces' gradients.
+        sizes = [e - s for s, e in _segments(position_ids[min(b, position_ids.shape[0] - 1)])]
         pieces = [torch.nn.functional.scaled_dot_product_attention(
-            query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e], dropout_p=dropout,
-            scale=scaling, is_causal=True, enable_gqa=groups > 1)
-            for s, e in _segments(position_ids[min(b, position_ids.shape[0] - 1)])]
+            q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=groups > 1)
+            for q, k, v in zip(*((t if t.shape[0] == 1 else t[b:b + 1]).split(sizes, dim=2) for t in (query, key, value)))]
         rows.append(torch.cat(pieces, dim=2))
-    return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
+    out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
+    return out.transpose(1, 2).contiguous(), None
 
 
 def varlen_mask(*args, attention_mask=None, **kwargs):
