@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tunesmith.eval.preference_metrics import (
-    accuracy_from_logprobs, dpo_sigmoid_loss, pair_logprobs, paired_change, preference_accuracy, reward_accuracy,
+    accuracy_from_logprobs, dpo_sigmoid_loss, flip_difficulty, pair_logprobs, paired_change, preference_accuracy, reward_accuracy,
 )
 from tunesmith.train.preference_data import render_pair
 
@@ -44,6 +44,22 @@ def test_paired_change_counts_flips_and_gives_the_exact_sign_test():
     assert c["sign_test_p"] == pytest.approx(10 / 16)
     assert c["before_median_abs_margin"] == pytest.approx(2.0)  # |margins| 1, 1, 2, 4, 8
     assert paired_change(before, before)["sign_test_p"] == 1.0
+
+
+def test_flip_difficulty_is_the_loss_below_which_the_policy_itself_ranks_a_misranked_pair_right():
+    # pair A: the reference prefers the rejected reply by 5 nats; pair B: the reference is right
+    ref = {"chosen": [-10.0, -1.0], "rejected": [-5.0, -2.0]}
+    needed = math.log1p(math.exp(-1.0))  # -log sigmoid(0.2 * 5)
+    still_wrong = {"chosen": [-6.0, -1.0], "rejected": [-5.0, -2.0]}  # A: z = 0.2 * 4 = 0.8 < 1
+    flipped = {"chosen": [-4.0, -1.0], "rejected": [-5.0, -2.0]}  # A: z = 0.2 * 6 = 1.2 > 1
+    for policy, ranks_a_right in ((still_wrong, False), (flipped, True)):
+        d = flip_difficulty(policy, ref, beta=0.2)
+        assert d["reference_misranked"] == 1
+        assert d["flip_loss_needed_median"] == pytest.approx(needed)
+        loss_a = dpo_sigmoid_loss(policy["chosen"][0], policy["rejected"][0], -10.0, -5.0, beta=0.2)
+        assert d["misranked_sigmoid_loss"] == pytest.approx(loss_a)
+        assert (loss_a < needed) == ranks_a_right == (policy["chosen"][0] > policy["rejected"][0])
+        assert d["sigmoid_loss"] == pytest.approx((loss_a + math.log1p(math.exp(-0.0))) / 2)  # B: z = 0
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,6 +8,7 @@ Each task is trained once per module (``trained``) and every check on it reads t
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -110,7 +111,10 @@ def test_each_task_trains_and_its_weights_change(task, trained):
     if task == "dpo":
         assert {"pref_reward_accuracy", "pref_reward_margin", "pref_before_accuracy",
                 "pref_after_chosen_logps", "pref_after_rejected_logps", "pref_flipped_to_chosen",
-                "pref_sign_test_p"} <= set(metrics)
+                "pref_sign_test_p", "pref_sigmoid_loss", "pref_reference_misranked"} <= set(metrics)
+        # with beta 0.1, a pair the base misranks by m nats flips only below -log sigmoid(0.1 m) < log 2
+        if metrics["pref_reference_misranked"]:
+            assert 0 < metrics["pref_flip_loss_needed_median"] < math.log(2)
 
 
 def test_dpo_run_gets_the_generation_report_card(trained):

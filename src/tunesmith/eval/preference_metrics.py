@@ -13,6 +13,13 @@ matching (as TRL does).
   difference (McNemar's exact test), so "clearly above the base" can be read off one number.
 - ``reward_accuracy``: DPO's implicit reward ``beta * (log pi - log pi_ref)``; share of pairs
   where the chosen reward exceeds the rejected one, and the mean margin.
+- ``flip_difficulty``: for the pairs the reference ranks the wrong way round, the DPO (sigmoid)
+  loss each must be driven below before the policy itself ranks it right. The policy ranks a pair
+  right when ``log pi(c) - log pi(r) > 0``, i.e. when its implicit-reward margin exceeds
+  ``beta * (log pi_ref(r) - log pi_ref(c))``, i.e. when the pair's loss is under
+  ``-log sigmoid(beta * |reference margin|)`` (Chen et al. 2024, "Preference learning algorithms do
+  not learn preference rankings"). Next to the held-out loss actually reached, it says whether a
+  run's policy could be expected to change its own ranking of those pairs at all.
 """
 
 from __future__ import annotations
@@ -140,6 +147,23 @@ def reward_accuracy(policy: dict[str, list], reference: dict[str, list], beta: f
     return {"reward_accuracy": _mean(float(w) for w in _wins(rc, rr)),
             "reward_margin": _mean(a - b for a, b in zip(rc, rr)),
             "chosen_reward": _mean(rc), "rejected_reward": _mean(rr)}
+
+
+def flip_difficulty(policy: dict[str, list], reference: dict[str, list], beta: float) -> dict[str, float]:
+    """Misranked-by-the-reference pairs: how many, the median DPO loss each must fall below to flip,
+    and the DPO sigmoid loss the policy reaches on them and on all pairs (see the module docstring)."""
+    nll = torch.nn.functional.logsigmoid
+    wins = _wins(reference["chosen"], reference["rejected"])
+    loss, needed = [], []
+    for pc, pr, rc, rr, right in zip(policy["chosen"], policy["rejected"], reference["chosen"],
+                                     reference["rejected"], wins):
+        loss.append(dpo_sigmoid_loss(pc, pr, rc, rr, beta))
+        if not right:
+            needed.append(float(-nll(torch.tensor(beta * (rr - rc), dtype=torch.float64))))
+    wrong_loss = [x for x, right in zip(loss, wins) if not right]
+    return {"sigmoid_loss": _mean(loss), "reference_misranked": len(needed),
+            "misranked_sigmoid_loss": _mean(wrong_loss),
+            "flip_loss_needed_median": statistics.median(needed) if needed else float("nan")}
 
 
 def dpo_sigmoid_loss(policy_chosen: float, policy_rejected: float, ref_chosen: float, ref_rejected: float,

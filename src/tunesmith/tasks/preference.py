@@ -18,7 +18,7 @@ from tunesmith.config.schema import TunesmithConfig
 from tunesmith.data.render import resolve_chat_template
 from tunesmith.data.sft_dataset import save_held_out
 from tunesmith.eval.preference_metrics import (
-    accuracy_from_logprobs, paired_change, pair_logprobs, reward_accuracy, reward_model_accuracy,
+    accuracy_from_logprobs, flip_difficulty, paired_change, pair_logprobs, reward_accuracy, reward_model_accuracy,
 )
 from tunesmith.methods import apply_method, trainable_summary
 from tunesmith.models import load_model, load_tokenizer, resolve_model
@@ -128,6 +128,7 @@ def _score(cfg: TunesmithConfig, model, tokenizer, pairs: list[dict], *, before:
             ref = (pair_logprobs(reference, tokenizer, pairs, batch_size=bs, max_length=max_length)
                    if reference is not None else before["_logprobs"])
             out.update({f"pref_{k}": v for k, v in reward_accuracy(lp, ref, cfg.preference.beta).items()})
+            out.update({f"pref_{k}": v for k, v in flip_difficulty(lp, ref, cfg.preference.beta).items()})
         out.pop("_logprobs", None)
     else:
         out["_logprobs"] = lp
