@@ -287,20 +287,18 @@ def main(argv: list[str] | None = None) -> int:
         r = results[name]
         if "real_tokens" in r:
             r["real_tokens_per_s"] = r["real_tokens"] / r["train_seconds"]
-            r["model_gflops_per_s"] = r["flops_per_token"] * r["real_tokens_per_s"] / 1e9
-            r["share_of_matmul_peak"] = r["model_gflops_per_s"] / peak
             if r.get("full_steps") and r["steps"] < r["full_steps"]:
                 r["bounded"] = (f"stopped after {r['steps']} of {r['full_steps']} steps; tokens/s from those "
                                 "steps; held-out loss after them is not comparable")
                 if "full_run_real_tokens" in r:  # fixed-shape steps: extrapolate to the whole epoch
                     r["real_tokens_per_s_measured_steps"] = r["real_tokens_per_s"]
-                    r["real_tokens_per_s"] = r["full_run_real_tokens"] / (r["full_steps"] * r["train_seconds"]
-                                                                          / r["steps"])
-                    r["model_gflops_per_s"] = r["flops_per_token"] * r["real_tokens_per_s"] / 1e9
-                    r["share_of_matmul_peak"] = r["model_gflops_per_s"] / peak
+                    r["real_tokens_per_s"] = r["full_run_real_tokens"] * r["steps"] / (r["full_steps"]
+                                                                                      * r["train_seconds"])
                     r["bounded"] = (f"stopped after {r['steps']} of {r['full_steps']} steps of the same 8 x 512 "
                                     "shape; real tokens/s = the epoch's real tokens / (its steps x measured "
                                     "seconds per step); held-out loss after them is not comparable")
+            r["model_gflops_per_s"] = r["flops_per_token"] * r["real_tokens_per_s"] / 1e9
+            r["share_of_matmul_peak"] = r["model_gflops_per_s"] / peak
         print(json.dumps({name: r}, default=str), flush=True)
         _write(args, bounds, peak, results, quiet=True)  # partial results survive an interrupted run
     _print_table(results, peak)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tunesmith.eval.preference_metrics import (
-    accuracy_from_logprobs, dpo_sigmoid_loss, flip_difficulty, pair_logprobs, paired_change, preference_accuracy, reward_accuracy,
+    accuracy_from_logprobs, dpo_sigmoid_loss, flip_difficulty, pair_logprobs, paired_change, preference_accuracy,
+    reward_accuracy,
 )
 from tunesmith.train.preference_data import render_pair
 

@@ -129,7 +129,7 @@ def paired_change(before: dict[str, list], after: dict[str, list]) -> dict[str, 
     flips = to_chosen + to_rejected
     margins = [abs(a - b) for a, b in zip(before["chosen"], before["rejected"])]
     return {"flipped_to_chosen": to_chosen, "flipped_to_rejected": to_rejected,
-            "sign_test_p": binomtest(to_chosen, flips, 0.5).pvalue if flips else 1.0,
+            "sign_test_p": float(binomtest(to_chosen, flips, 0.5).pvalue) if flips else 1.0,
             "before_median_abs_margin": statistics.median(margins) if margins else float("nan")}
 
 
@@ -152,25 +152,23 @@ def reward_accuracy(policy: dict[str, list], reference: dict[str, list], beta: f
 def flip_difficulty(policy: dict[str, list], reference: dict[str, list], beta: float) -> dict[str, float]:
     """Misranked-by-the-reference pairs: how many, the median DPO loss each must fall below to flip,
     and the DPO sigmoid loss the policy reaches on them and on all pairs (see the module docstring)."""
-    nll = torch.nn.functional.logsigmoid
-    wins = _wins(reference["chosen"], reference["rejected"])
-    loss, needed = [], []
-    for pc, pr, rc, rr, right in zip(policy["chosen"], policy["rejected"], reference["chosen"],
-                                     reference["rejected"], wins):
-        loss.append(dpo_sigmoid_loss(pc, pr, rc, rr, beta))
-        if not right:
-            needed.append(float(-nll(torch.tensor(beta * (rr - rc), dtype=torch.float64))))
-    wrong_loss = [x for x, right in zip(loss, wins) if not right]
-    return {"sigmoid_loss": _mean(loss), "reference_misranked": len(needed),
-            "misranked_sigmoid_loss": _mean(wrong_loss),
+    rows = list(zip(policy["chosen"], policy["rejected"], reference["chosen"], reference["rejected"]))
+    loss = [dpo_sigmoid_loss(pc, pr, rc, rr, beta) for pc, pr, rc, rr in rows]
+    wrong = [i for i, right in enumerate(_wins(reference["chosen"], reference["rejected"])) if not right]
+    needed = [_neg_logsigmoid(beta * (rows[i][3] - rows[i][2])) for i in wrong]
+    return {"sigmoid_loss": _mean(loss), "reference_misranked": len(wrong),
+            "misranked_sigmoid_loss": _mean(loss[i] for i in wrong),
             "flip_loss_needed_median": statistics.median(needed) if needed else float("nan")}
+
+
+def _neg_logsigmoid(z: float) -> float:
+    return float(-torch.nn.functional.logsigmoid(torch.tensor(z, dtype=torch.float64)))
 
 
 def dpo_sigmoid_loss(policy_chosen: float, policy_rejected: float, ref_chosen: float, ref_rejected: float,
                      beta: float) -> float:
     """The DPO loss of one pair: -log sigmoid(beta * ((pc - rc) - (pr - rr)))."""
-    z = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
-    return float(-torch.nn.functional.logsigmoid(torch.tensor(z, dtype=torch.float64)))
+    return _neg_logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)))
 
 
 @torch.no_grad()

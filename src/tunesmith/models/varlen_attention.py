@@ -54,9 +54,10 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
         # tensor of the whole row (a fill and an add per example, per q/k/v, per layer); split's
         # backward is a single cat of the pieces' gradients.
         sizes = [e - s for s, e in _segments(position_ids[min(b, position_ids.shape[0] - 1)])]
+        row = [t if t.shape[0] == 1 else t[b:b + 1] for t in (query, key, value)]
         pieces = [torch.nn.functional.scaled_dot_product_attention(
             q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=groups > 1)
-            for q, k, v in zip(*((t if t.shape[0] == 1 else t[b:b + 1]).split(sizes, dim=2) for t in (query, key, value)))]
+            for q, k, v in zip(*(t.split(sizes, dim=2) for t in row))]
         rows.append(torch.cat(pieces, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None
